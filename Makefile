@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a step they use.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint lock bench clean
+
+run: $(VENV)/.runtime
+	$(BIN)/guichet run $(ARGS)
+
+test: $(VENV)/.dev
+	$(BIN)/pytest $(ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Installs exactly what the lock files pin (with their hashes), then Guichet itself in place.
+$(VENV)/.runtime: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: requirements-dev.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(VENV)/.runtime $@
+
+# Regenerates both lock files from pyproject.toml (needs pip-tools).
+lock:
+	pip-compile --quiet --strip-extras --generate-hashes -o requirements.lock pyproject.toml
+	pip-compile --quiet --strip-extras --generate-hashes --extra dev -o requirements-dev.lock pyproject.toml
+	sed -i "/^--extra-index-url/d;/^--find-links/d" requirements.lock requirements-dev.lock  # keep machine-local indexes out
+
+clean:
+	rm -rf $(VENV) guichet-data .pytest_cache .mypy_cache .ruff_cache
