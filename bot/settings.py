@@ -1,0 +1,238 @@
+"""Settings: read once from `guichet.yml` and the environment into a typed, frozen object.
+
+Secrets never live in the file: they come from environment variables only. A wrong value
+fails at start-up with the file, the line and a fix (`guichet check` prints them all).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nlu.problems import DataProblem
+
+SETTINGS_FILE = "guichet.yml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HttpSettings(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+
+
+class StoreSettings(_Frozen):
+    kind: Literal["embedded", "redis"] = "embedded"
+    path: str = "guichet-data"
+    redis_url: str | None = None  # only from GUICHET_REDIS_URL: it may carry a password
+
+
+class RateLimit(_Frozen):
+    rate: float = Field(gt=0, description="messages per second, sustained")
+    burst: int = Field(ge=1, description="messages allowed at once")
+
+
+class WebchatSettings(_Frozen):
+    enabled: bool = True
+    allowed_origins: tuple[str, ...] = ()
+    max_message_chars: int = Field(2000, ge=1, le=100_000)
+    per_session: RateLimit = RateLimit(rate=1.0, burst=10)
+    per_ip: RateLimit = RateLimit(rate=20.0, burst=200)
+    session_days: int = Field(30, ge=1)
+
+
+class RestSettings(_Frozen):
+    enabled: bool = True
+    reply_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class AnsweringSettings(_Frozen):
+    answer_threshold: float = Field(0.5, ge=0, le=1)
+    suggest_threshold: float = Field(0.3, ge=0, le=1)
+    close_margin: float = Field(0.08, ge=0, le=1)
+    max_suggestions: int = Field(3, ge=2, le=5)
+    smalltalk_threshold: float = Field(0.6, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnsweringSettings:
+        if self.suggest_threshold > self.answer_threshold:
+            raise ValueError("suggest_threshold must not be above answer_threshold")
+        return self
+
+
+class OutboxSettings(_Frozen):
+    max_attempts: int = Field(10, ge=1)
+    base_delay_seconds: float = Field(1.0, gt=0)
+    max_delay_seconds: float = Field(600.0, gt=0)
+
+
+class TicketSettings(_Frozen):
+    number_format: str = "HD-{year}-{number:06d}"
+
+    @model_validator(mode="after")
+    def _formats(self) -> TicketSettings:
+        try:
+            self.number_format.format(year=2026, number=42)
+        except (KeyError, ValueError, IndexError) as exc:
+            raise ValueError(f"number_format cannot be filled with year and number: {exc}") from exc
+        return self
+
+
+class Settings(_Frozen):
+    organisation: str = "Help desk"
+    default_language: Literal["fr", "en"] = "fr"
+    http: HttpSettings = HttpSettings()
+    store: StoreSettings = StoreSettings()
+    webchat: WebchatSettings = WebchatSettings()
+    rest: RestSettings = RestSettings()
+    answering: AnsweringSettings = AnsweringSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    tickets: TicketSettings = TicketSettings()
+    # Not settings of the file: where it came from and the secret key from the environment.
+    config_dir: Path = Path("config")
+    secret_key: str | None = Field(None, repr=False)
+
+
+# Environment variables that override the file: name → (path in the settings, converter).
+ENVIRONMENT: Mapping[str, tuple[tuple[str, ...], Any]] = {
+    "GUICHET_HTTP_HOST": (("http", "host"), str),
+    "GUICHET_HTTP_PORT": (("http", "port"), int),
+    "GUICHET_DATA_DIR": (("store", "path"), str),
+    "GUICHET_REDIS_URL": (("store", "redis_url"), str),
+    "GUICHET_SECRET_KEY": (("secret_key",), str),
+}
+
+
+def load_settings(
+    config_dir: Path, environ: Mapping[str, str] | None = None
+) -> tuple[Settings | None, list[DataProblem]]:
+    """Settings from config_dir/guichet.yml (optional) and the environment, or the problems."""
+    environ = os.environ if environ is None else environ
+    path = config_dir / SETTINGS_FILE
+    raw: dict[str, Any] = {}
+    root: yaml.Node | None = None
+    if path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+            root = yaml.compose(text)
+            loaded = yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, [DataProblem(path, None, f"cannot read the file: {exc}", "save it as UTF-8 text")]
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            return None, [
+                DataProblem(
+                    path,
+                    mark.line + 1 if mark else None,
+                    f"not valid YAML: {exc}",
+                    "check the indentation (spaces, not tabs) and quote values with ':'",
+                )
+            ]
+        if loaded is not None and not isinstance(loaded, dict):
+            return None, [
+                DataProblem(path, 1, "the settings file must be a mapping", "write one 'key: value' per line")
+            ]
+        raw = loaded or {}
+        if any(k in raw for k in ("secret_key",)) or (
+            isinstance(raw.get("store"), dict) and "redis_url" in raw["store"]
+        ):
+            return None, [
+                DataProblem(
+                    path,
+                    _line_of(root, ("secret_key",)) or _line_of(root, ("store", "redis_url")),
+                    "secrets do not belong in the settings file",
+                    "remove it and set GUICHET_SECRET_KEY / GUICHET_REDIS_URL in the environment",
+                )
+            ]
+    problems: list[DataProblem] = []
+    for variable, (where, convert) in ENVIRONMENT.items():
+        if variable not in environ:
+            continue
+        try:
+            value = convert(environ[variable])
+        except ValueError:
+            problems.append(
+                DataProblem(
+                    Path(f"${variable}"),
+                    None,
+                    f"{variable}={environ[variable]!r} is not valid",
+                    f"set {variable} to a {convert.__name__}",
+                )
+            )
+            continue
+        target = raw
+        for part in where[:-1]:
+            target = target.setdefault(part, {})
+        target[where[-1]] = value
+    if raw.get("store", {}).get("redis_url") and "kind" not in raw.get("store", {}):
+        raw["store"]["kind"] = "redis"
+    raw["config_dir"] = config_dir
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(str(p) for p in error["loc"])
+            problems.append(
+                DataProblem(
+                    path, _line_of(root, loc), f"{'.'.join(loc)}: {error['msg']}", _fix_for(error, loc)
+                )
+            )
+        return None, problems
+    if settings.store.kind == "redis" and not settings.store.redis_url:
+        problems.append(
+            DataProblem(
+                path,
+                _line_of(root, ("store", "kind")),
+                "store.kind is redis but no Redis URL is set",
+                "export GUICHET_REDIS_URL=redis://host:6379/0, or use kind: embedded",
+            )
+        )
+    return (None if problems else settings), problems
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[str, ...]) -> int | None:
+    """The 1-based line of the deepest key of loc that exists in the YAML document."""
+    node = root
+    line: int | None = None
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for key, value in node.value:
+            if key.value == part:
+                line = key.start_mark.line + 1
+                node = value
+                break
+        else:
+            break
+    return line
+
+
+def _fix_for(error: Mapping[str, Any], loc: tuple[str, ...]) -> str:
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{hint}known keys here: {', '.join(sorted(known))}"
+    if error["type"] == "literal_error":
+        return f"use one of the allowed values ({error['msg'].split('Input should be ')[-1]})"
+    return "correct the value as the message says (see config/guichet.yml in the repository for an example)"
+
+
+def _known_keys(loc: tuple[str, ...]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in loc:
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return [name for name in model.model_fields if name not in ("config_dir", "secret_key", "redis_url")]
