@@ -1,0 +1,140 @@
+"""One Guichet process: the HTTP server, the configured channels, the manager and the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import secrets
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Configuration
+from bot.manager import ConversationManager, Outbox
+from bot.messages import TranscriptEntry, conversation_key
+from bot.policy import Policy
+from bot.store.base import Store
+from channels.base import Channel
+from nlu.engine import BuiltinEngine
+
+log = logging.getLogger("guichet")
+
+
+def make_store(configuration: Configuration) -> Store:
+    store = configuration.settings.store
+    if store.kind == "redis":
+        from bot.store.redis import RedisStore
+
+        assert store.redis_url is not None  # checked by load_settings
+        return RedisStore(store.redis_url)
+    from bot.store.embedded import EmbeddedStore
+
+    return EmbeddedStore(Path(store.path))
+
+
+class Guichet:
+    def __init__(self, configuration: Configuration, store: Store | None = None) -> None:
+        self.configuration = configuration
+        self.settings = configuration.settings
+        self.store = store or make_store(configuration)
+        self.engine = BuiltinEngine(
+            configuration.training, configuration.articles, self.settings.default_language
+        )
+        self.policy = Policy(
+            self.engine, self.settings.answering, self.settings.organisation, self._ticket_number
+        )
+        self.outbox = Outbox(self.store, self.settings.outbox)
+        self.manager = ConversationManager(self.store, self.policy, self.outbox)
+        self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
+        self.http.router.add_get("/healthz", self._health)
+        self.channels: dict[str, Channel] = {}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _ticket_number(self) -> str:
+        year = datetime.now(UTC).year
+        number = await self.store.next_number(f"tickets-{year}")
+        return self.settings.tickets.number_format.format(year=year, number=number)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "channels": sorted(self.channels)})
+
+    async def _history(self, channel: str, conversation_id: str) -> list[TranscriptEntry]:
+        return await self.store.transcript(conversation_key(channel, conversation_id))
+
+    async def _build_channels(self) -> None:
+        settings = self.settings
+        if settings.webchat.enabled:
+            # Channels are imported by name, only when configured.
+            webchat: Any = importlib.import_module("channels.webchat")
+            secret = settings.secret_key or await self.store.secret("webchat", secrets.token_hex(32))
+            options = webchat.WebchatOptions(
+                secret=secret.encode(),
+                max_message_chars=settings.webchat.max_message_chars,
+                session_seconds=settings.webchat.session_days * 86400,
+                allowed_origins=settings.webchat.allowed_origins,
+                session_rate=(settings.webchat.per_session.rate, settings.webchat.per_session.burst),
+                ip_rate=(settings.webchat.per_ip.rate, settings.webchat.per_ip.burst),
+            )
+            self.channels["webchat"] = webchat.WebchatChannel(
+                self.http, options, lambda cid: self._history("webchat", cid)
+            )
+        if settings.rest.enabled:
+            rest: Any = importlib.import_module("channels.rest")
+            self.channels["rest"] = rest.RestChannel(
+                self.http,
+                max_message_chars=settings.webchat.max_message_chars,
+                reply_timeout=settings.rest.reply_timeout_seconds,
+            )
+
+    async def start(self) -> str:
+        """Open the store, start every channel and serve HTTP; returns the base URL."""
+        await self.store.open()
+        try:
+            await self._build_channels()
+            for name, channel in self.channels.items():
+                self.outbox.register(name, channel.send)
+                await channel.start(self.manager.receive)
+            self._runner = web.AppRunner(self.http, access_log=None, handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(
+                self._runner, self.settings.http.host, self.settings.http.port, reuse_address=True
+            )
+            await site.start()
+        except BaseException:
+            await self.store.close()
+            raise
+        address = self._runner.addresses[0]
+        self.url = f"http://{address[0]}:{address[1]}"
+        self.manager.start()
+        self.outbox.start()
+        return self.url
+
+    async def stop(self) -> None:
+        for channel in self.channels.values():
+            await channel.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.manager.stop()
+        await self.outbox.stop()
+        await self.store.close()
+
+    async def run_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        url = await self.start()
+        log.info("Guichet is ready on %s (channels: %s)", url, ", ".join(sorted(self.channels)))
+        print(
+            f"Guichet is ready: open {url}/ in a browser (channels: {', '.join(sorted(self.channels))}). "
+            "Ctrl-C stops it.",
+            flush=True,
+        )
+        await stop.wait()
+        print("Stopping…", flush=True)
+        await self.stop()

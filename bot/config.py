@@ -1,0 +1,85 @@
+"""A configuration directory, loaded whole: settings, knowledge base, NLU training data.
+
+<dir>/guichet.yml        settings (optional: every setting has a default)
+<dir>/kb/<lang>/*.md     knowledge-base articles
+<dir>/nlu/*.yml          training data in Rasa 3.x's NLU YAML format
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.settings import Settings, load_settings
+from nlu.kb import Article, load_articles
+from nlu.problems import DataProblem
+from nlu.training_data import TrainingData, load_training_data
+
+KNOWN_LANGUAGES = ("fr", "en")
+
+
+@dataclass(frozen=True)
+class Configuration:
+    settings: Settings
+    articles: tuple[Article, ...]
+    training: TrainingData
+
+
+def default_config_dir() -> Path:
+    """$GUICHET_CONFIG, else ./config, else the sample configuration beside the code."""
+    if "GUICHET_CONFIG" in os.environ:
+        return Path(os.environ["GUICHET_CONFIG"])
+    if Path("config", "guichet.yml").exists():
+        return Path("config")
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def check_configuration(
+    config_dir: Path, environ: Mapping[str, str] | None = None
+) -> tuple[Configuration | None, list[DataProblem]]:
+    """Everything in the directory, with every problem found (an empty list: all good)."""
+    if not config_dir.is_dir():
+        return None, [
+            DataProblem(
+                config_dir,
+                None,
+                "the configuration directory does not exist",
+                "pass --config DIR with a directory holding guichet.yml, kb/ and nlu/",
+            )
+        ]
+    settings, problems = load_settings(config_dir, environ)
+    articles, kb_problems = load_articles(config_dir / "kb")
+    training, nlu_problems = load_training_data(config_dir / "nlu")
+    problems += kb_problems + nlu_problems
+    for article in articles:
+        if article.language not in KNOWN_LANGUAGES:
+            problems.append(
+                DataProblem(
+                    article.path,
+                    None,
+                    f"the folder kb/{article.language} is not a known language",
+                    f"put articles in kb/{' or kb/'.join(KNOWN_LANGUAGES)}",
+                )
+            )
+    if not articles and not training.intents:
+        problems.append(
+            DataProblem(
+                config_dir,
+                None,
+                "there is neither a knowledge base (kb/) nor NLU data (nlu/)",
+                "add articles under kb/fr/ or kb/en/, or intents under nlu/",
+            )
+        )
+    if problems or settings is None:
+        return None, problems
+    return Configuration(settings, tuple(articles), training), []
+
+
+def load_configuration(config_dir: Path, environ: Mapping[str, str] | None = None) -> Configuration:
+    configuration, problems = check_configuration(config_dir, environ)
+    if configuration is None:
+        raise ConfigError(problems)
+    return configuration

@@ -1,0 +1,220 @@
+"""The conversation manager: each conversation's messages in order, many conversations at once.
+
+A channel hands an inbound message to `receive`, which stores it (deduplicated on the
+platform's id) and returns; only then does the channel acknowledge the platform. A task per
+busy conversation drains that conversation's inbox in order: the policy decides the replies,
+the store commits inbound-handled + state + replies atomically, and the replies are delivered
+at once through the outbox. After a crash, `recover` picks up every inbox left non-empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from bot.errors import DeliveryError, StoreError
+from bot.messages import AcceptResult, Inbound, Outbound, new_id, utcnow
+from bot.policy import Policy
+from bot.settings import OutboxSettings
+from bot.store.base import ConversationState, OutboxItem, Store
+from bot.texts import say
+
+log = logging.getLogger("guichet.manager")
+
+# The time a process holds a conversation or an outbox item before another may take it over.
+LEASE_SECONDS = 30.0
+
+# The channel side of delivery: (message, its transcript seq) → sent, or DeliveryError.
+Sender = Callable[[Outbound, int | None], Awaitable[None]]
+
+
+class Outbox:
+    """Delivers outbox items to their channel: at once when possible, later with backoff if not."""
+
+    def __init__(self, store: Store, settings: OutboxSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.senders: dict[str, Sender] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def register(self, channel_name: str, sender: Sender) -> None:
+        self.senders[f"channel:{channel_name}"] = sender
+
+    async def deliver(self, item: OutboxItem) -> bool:
+        sender = self.senders.get(item.destination)
+        try:
+            if sender is None:
+                raise DeliveryError(item.destination, "no such channel is running", permanent=False)
+            await sender(Outbound.from_dict(item.body), item.seq)
+        except DeliveryError as exc:
+            await self._failed(item, str(exc), permanent=exc.permanent)
+            return False
+        except Exception as exc:  # a channel bug must not lose the message: retry it later
+            log.exception("delivery to %s failed", item.destination)
+            await self._failed(item, f"{type(exc).__name__}: {exc}", permanent=False)
+            return False
+        await self.store.delivered(item.id)
+        return True
+
+    async def _failed(self, item: OutboxItem, error: str, *, permanent: bool) -> None:
+        attempts = item.attempts + 1
+        if permanent or attempts >= self.settings.max_attempts:
+            log.warning(
+                "outbox item %s to %s dead-lettered after %d attempts: %s",
+                item.id,
+                item.destination,
+                attempts,
+                error,
+            )
+            await self.store.dead_letter(item.id, attempts, error)
+            return
+        delay = min(self.settings.max_delay_seconds, self.settings.base_delay_seconds * 2 ** (attempts - 1))
+        delay = random.uniform(delay / 2, delay)  # jitter, so retries of many items do not align
+        await self.store.retry_later(item.id, attempts, utcnow() + timedelta(seconds=delay), error)
+
+    def start(self, interval: float = 1.0) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(interval), name="outbox-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def sweep_once(self) -> int:
+        items = await self.store.claim_due(utcnow(), 200, LEASE_SECONDS)
+        for item in items:
+            await self.deliver(item)
+        return len(items)
+
+    async def _sweep(self, interval: float) -> None:
+        while True:
+            try:
+                if await self.sweep_once() == 0:
+                    await asyncio.sleep(interval)
+            except StoreError as exc:
+                log.error("outbox sweep: %s", exc)
+                await asyncio.sleep(interval * random.uniform(1, 3))
+
+
+class ConversationManager:
+    def __init__(self, store: Store, policy: Policy, outbox: Outbox) -> None:
+        self.store = store
+        self.policy = policy
+        self.outbox = outbox
+        self.owner = new_id()  # this process, for conversation locks shared through the store
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._recovery: asyncio.Task[None] | None = None
+
+    async def receive(self, inbound: Inbound) -> AcceptResult:
+        """Store an inbound message (the caller acknowledges the platform after this returns)."""
+        result = await self.store.accept(inbound)
+        if result.accepted:
+            self.schedule(inbound.conversation_key)
+        return result
+
+    def schedule(self, key: str) -> None:
+        if key in self._running:
+            self._again.add(key)
+        else:
+            self._running[key] = asyncio.create_task(self._drain(key), name=f"conversation {key}")
+
+    async def _drain(self, key: str) -> None:
+        try:
+            while True:
+                await self._drain_once(key)
+                if key not in self._again:
+                    return
+                self._again.discard(key)
+        finally:
+            del self._running[key]
+
+    async def _drain_once(self, key: str) -> None:
+        delay = 0.02
+        while not await self.store.try_lock(key, self.owner, LEASE_SECONDS):
+            # Another process holds this conversation; it will see our message in the inbox.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            if delay >= 1.0:
+                return
+        try:
+            state = await self.store.load_state(key) or ConversationState(key=key)
+            for inbound in await self.store.pending(key):
+                state = await self._handle(state, inbound)
+        except StoreError as exc:
+            log.error("conversation %s: %s; will retry", key, exc)
+        finally:
+            await self.store.unlock(key, self.owner)
+
+    async def _handle(self, state: ConversationState, inbound: Inbound) -> ConversationState:
+        try:
+            new_state, replies = await self.policy.handle(state, inbound)
+        except Exception:
+            # A bug in the policy must neither lose the message nor loop on it forever.
+            log.exception("policy failed on a message of %s", inbound.conversation_key)
+            new_state = state
+            replies = [
+                Outbound(
+                    channel=inbound.channel,
+                    conversation_id=inbound.conversation_id,
+                    text=say("error", state.language or "fr"),
+                    reply_to=inbound.platform_message_id,
+                )
+            ]
+        replies = _mark_last(replies)
+        items = await self.store.complete(
+            inbound, new_state, replies, utcnow() + timedelta(seconds=LEASE_SECONDS)
+        )
+        for item in items:
+            await self.outbox.deliver(item)
+        return new_state
+
+    async def recover(self, min_age_seconds: float = 0.0) -> None:
+        """Schedule the conversations whose inbox was left non-empty: after a crash (at start-up,
+        every one), or by a process that died (later, only those waiting longer than a lease,
+        so that live processes keep the conversations they are serving)."""
+        now = utcnow()
+        for key in await self.store.conversations_with_pending():
+            if key in self._running:
+                continue
+            if min_age_seconds:
+                pending = await self.store.pending(key)
+                if not pending or (now - pending[0].received_at).total_seconds() < min_age_seconds:
+                    continue
+            self.schedule(key)
+
+    def start(self, interval: float = 5.0) -> None:
+        self._recovery = asyncio.create_task(self._recover_loop(interval), name="conversation-recovery")
+
+    async def _recover_loop(self, interval: float) -> None:
+        min_age = 0.0
+        while True:
+            try:
+                await self.recover(min_age)
+                min_age = LEASE_SECONDS
+            except StoreError as exc:
+                log.error("recovery: %s", exc)
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=5)
+
+    async def idle(self) -> None:
+        """Wait until no conversation is being handled (for tests and benchmarks)."""
+        while self._running:
+            await asyncio.wait(list(self._running.values()))
+
+
+def _mark_last(replies: list[Outbound]) -> list[Outbound]:
+    return [dataclasses.replace(r, last_in_turn=(i == len(replies) - 1)) for i, r in enumerate(replies)]
