@@ -1,0 +1,125 @@
+"""A Rasa-compatible REST channel: `POST /webhooks/rest/webhook` with `{"sender", "message"}`.
+
+It answers with the bot's replies to that message, `[{"recipient_id", "text", "buttons"?}]`,
+so front ends and test tools written for Rasa's REST channel work unchanged. Replies that are
+not answers to a waiting request (an agent writing later) stay in the transcript only: this
+channel has no way to push them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from bot.messages import Inbound, Outbound, clean_text, new_id
+from channels.base import Channel, OnMessage
+
+log = logging.getLogger("guichet.rest")
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self.replies: list[Outbound] = []
+        self.done = asyncio.get_running_loop().create_future()
+
+
+class RestChannel(Channel):
+    name = "rest"
+
+    def __init__(
+        self, app: web.Application, *, max_message_chars: int = 2000, reply_timeout: float = 10.0
+    ) -> None:
+        self.max_message_chars = max_message_chars
+        self.reply_timeout = reply_timeout
+        self._on_message: OnMessage | None = None
+        self._waiting: dict[str, _Waiter] = {}
+        app.router.add_post("/webhooks/rest/webhook", self._webhook)
+        app.router.add_get("/webhooks/rest", self._health)
+
+    async def start(self, on_message: OnMessage) -> None:
+        self._on_message = on_message
+
+    async def stop(self) -> None:
+        for waiter in self._waiting.values():
+            if not waiter.done.done():
+                waiter.done.set_result(None)
+
+    async def send(self, message: Outbound, seq: int | None) -> None:
+        waiter = self._waiting.get(message.reply_to or "")
+        if waiter is None:
+            return
+        waiter.replies.append(message)
+        if message.last_in_turn and not waiter.done.done():
+            waiter.done.set_result(None)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})  # what Rasa's REST channel answers here
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json(loads=json.loads)
+        except web.HTTPRequestEntityTooLarge:
+            return _problem(413, "too_large", f"The body is over {request.client_max_size} bytes.")
+        except ValueError:
+            return _problem(
+                400, "invalid_json", "The body is not valid JSON. / Le corps n'est pas du JSON valide."
+            )
+        if not isinstance(body, dict):
+            return _problem(400, "bad_request", 'Expected {"sender": "...", "message": "..."}.')
+        sender, text = body.get("sender"), body.get("message")
+        if not isinstance(sender, str) or not 1 <= len(sender) <= 200:
+            return _problem(400, "bad_request", "'sender' must be a text of 1 to 200 characters.")
+        if not isinstance(text, str):
+            return _problem(400, "bad_request", "'message' must be a text.")
+        if len(text) > self.max_message_chars:
+            return _problem(413, "too_long", f"'message' has more than {self.max_message_chars} characters.")
+        text = clean_text(text)
+        if not text:
+            return _problem(400, "bad_request", "'message' is empty.")
+        metadata = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
+        language = metadata.get("language") if isinstance(metadata.get("language"), str) else None
+        inbound = Inbound(
+            channel=self.name,
+            conversation_id=sender,
+            user_id=sender,
+            text=text,
+            platform_message_id=new_id(),
+            language=language,
+            raw={"metadata": metadata},
+        )
+        waiter = _Waiter()
+        self._waiting[inbound.platform_message_id] = waiter
+        try:
+            assert self._on_message is not None, "start() was not called"
+            await self._on_message(inbound)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter.done), self.reply_timeout)
+            except TimeoutError:
+                log.warning("no reply within %.1f s for a message of %s", self.reply_timeout, sender)
+                return _problem(
+                    504,
+                    "timeout",
+                    "The message is stored but no reply came in time; it will be in "
+                    "the conversation's history.",
+                )
+        finally:
+            del self._waiting[inbound.platform_message_id]
+        return web.json_response(
+            [_rasa_message(sender, reply) for reply in waiter.replies],
+            dumps=lambda o: json.dumps(o, ensure_ascii=False),
+        )
+
+
+def _rasa_message(recipient: str, reply: Outbound) -> dict[str, Any]:
+    message: dict[str, Any] = {"recipient_id": recipient, "text": reply.text}
+    if reply.choices:
+        message["buttons"] = [{"title": c.title, "payload": c.payload} for c in reply.choices]
+    return message
+
+
+def _problem(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
