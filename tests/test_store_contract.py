@@ -1,0 +1,200 @@
+"""The state store contract, run against both implementations: embedded (SQLite) and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.errors import StoreError, StoreLockedError
+from bot.messages import Choice, Inbound, Outbound, new_id, utcnow
+from bot.store.base import ConversationState, OutboxItem, Store
+from bot.store.embedded import EmbeddedStore
+from bot.store.redis import RedisStore
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "embedded":
+        instance: Store = EmbeddedStore(tmp_path / "store")
+    else:
+        instance = RedisStore(request.getfixturevalue("redis_url"), prefix=f"test-{new_id()}:")
+    await instance.open()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+def inbound(text: str, conversation: str = "c1", message_id: str | None = None) -> Inbound:
+    return Inbound(
+        channel="webchat",
+        conversation_id=conversation,
+        user_id="u1",
+        text=text,
+        platform_message_id=message_id or new_id(),
+    )
+
+
+def reply_to(message: Inbound, text: str, choices: tuple[Choice, ...] = ()) -> Outbound:
+    return Outbound(
+        channel=message.channel,
+        conversation_id=message.conversation_id,
+        text=text,
+        choices=choices,
+        reply_to=message.platform_message_id,
+    )
+
+
+def soon() -> datetime:
+    return utcnow() + timedelta(seconds=30)
+
+
+async def test_accept_deduplicates_on_the_platform_message_id(store: Store) -> None:
+    first = await store.accept(inbound("bonjour", message_id="m-1"))
+    again = await store.accept(inbound("bonjour", message_id="m-1"))
+    assert first.accepted and first.seq == 1
+    assert not again.accepted and again.seq is None
+    assert [m.text for m in await store.pending("webchat:c1")] == ["bonjour"]
+    assert [e.text for e in await store.transcript("webchat:c1")] == ["bonjour"]
+
+
+async def test_pending_keeps_order_per_conversation(store: Store) -> None:
+    for n in range(5):
+        await store.accept(inbound(f"a{n}", "a"))
+        await store.accept(inbound(f"b{n}", "b"))
+    assert [m.text for m in await store.pending("webchat:a")] == [f"a{n}" for n in range(5)]
+    assert [m.text for m in await store.pending("webchat:b")] == [f"b{n}" for n in range(5)]
+    assert sorted(await store.conversations_with_pending()) == ["webchat:a", "webchat:b"]
+
+
+async def test_complete_saves_state_transcript_and_outbox_together(store: Store) -> None:
+    message = inbound("mot de passe oublié")
+    await store.accept(message)
+    state = ConversationState(key="webchat:c1", mode="bot", language="fr", facts={"last_request": "x"})
+    choices = (Choice("Oui", "ticket:yes"), Choice("Non", "ticket:no"))
+    items = await store.complete(
+        message, state, [reply_to(message, "Voici la marche à suivre", choices)], soon()
+    )
+
+    assert await store.pending("webchat:c1") == []
+    assert await store.conversations_with_pending() == []
+    assert await store.load_state("webchat:c1") == state
+    transcript = await store.transcript("webchat:c1")
+    assert [(e.seq, e.sender, e.text) for e in transcript] == [
+        (1, "user", "mot de passe oublié"),
+        (2, "bot", "Voici la marche à suivre"),
+    ]
+    assert transcript[1].choices == choices
+    assert [i.seq for i in items] == [2]
+    assert Outbound.from_dict(items[0].body).choices == choices
+
+
+async def test_complete_refuses_a_message_that_is_not_the_oldest_pending(store: Store) -> None:
+    first, second = inbound("one"), inbound("two")
+    await store.accept(first)
+    await store.accept(second)
+    with pytest.raises(StoreError):
+        await store.complete(second, ConversationState(key="webchat:c1"), [], soon())
+    assert [m.text for m in await store.pending("webchat:c1")] == ["one", "two"]
+
+
+async def test_outbox_items_are_leased_then_due_again(store: Store) -> None:
+    message = inbound("hello")
+    await store.accept(message)
+    (item,) = await store.complete(
+        message,
+        ConversationState(key="webchat:c1"),
+        [reply_to(message, "hi")],
+        utcnow() - timedelta(seconds=1),
+    )
+    now = utcnow()
+    claimed = await store.claim_due(now, 10, lease_seconds=60)
+    assert [i.id for i in claimed] == [item.id]
+    assert await store.claim_due(now, 10, lease_seconds=60) == []  # leased: nobody else gets it
+    later = now + timedelta(seconds=61)
+    assert [i.id for i in await store.claim_due(later, 10, lease_seconds=60)] == [item.id]
+    await store.delivered(item.id)
+    assert await store.claim_due(later + timedelta(seconds=120), 10, 60) == []
+    assert await store.outbox_size() == 0
+
+
+async def test_retry_then_dead_letter_then_replay(store: Store) -> None:
+    item = OutboxItem(
+        id=new_id(), destination="webhook:level2", body={"ticket": "HD-2026-000001", "tags": []}
+    )
+    await store.enqueue(item)
+    (claimed,) = await store.claim_due(utcnow(), 10, 30)
+    await store.retry_later(claimed.id, 1, utcnow() - timedelta(seconds=1), "HTTP 503")
+    (again,) = await store.claim_due(utcnow(), 10, 30)
+    assert (again.attempts, again.last_error) == (1, "HTTP 503")
+    await store.dead_letter(again.id, 2, "HTTP 410")
+    assert await store.claim_due(utcnow() + timedelta(hours=1), 10, 30) == []
+    (dead,) = await store.dead_letters()
+    assert (dead.id, dead.attempts, dead.last_error) == (item.id, 2, "HTTP 410")
+    assert dead.body["ticket"] == "HD-2026-000001"
+    assert await store.replay(item.id, utcnow()) is True
+    assert await store.replay(item.id, utcnow()) is False
+    assert await store.dead_letters() == []
+    (replayed,) = await store.claim_due(utcnow(), 10, 30)
+    assert replayed.id == item.id and replayed.attempts == 0
+
+
+async def test_numbers_are_unique_under_concurrency(store: Store) -> None:
+    numbers = await asyncio.gather(*(store.next_number("tickets-2026") for _ in range(200)))
+    assert sorted(numbers) == list(range(1, 201))
+    assert await store.next_number("tickets-2027") == 1
+
+
+async def test_secret_is_created_once(store: Store) -> None:
+    first = await store.secret("webchat", "aaa")
+    assert first == "aaa"
+    assert await store.secret("webchat", "bbb") == "aaa"
+
+
+async def test_transcript_pages_by_seq(store: Store) -> None:
+    for n in range(5):
+        await store.accept(inbound(f"m{n}"))
+    assert [e.seq for e in await store.transcript("webchat:c1", after_seq=2)] == [3, 4, 5]
+    assert [e.seq for e in await store.transcript("webchat:c1", after_seq=1, limit=2)] == [2, 3]
+
+
+async def test_unicode_and_hostile_text_round_trip(store: Store) -> None:
+    text = "Ça ne marche pas 🙁 <script>alert(1)</script> \"quotes\" 'apostrophes' \\ back"
+    message = inbound(text)
+    await store.accept(message)
+    (pending,) = await store.pending("webchat:c1")
+    assert pending.text == text
+    await store.complete(message, ConversationState(key="webchat:c1"), [reply_to(message, text)], soon())
+    assert [e.text for e in await store.transcript("webchat:c1")] == [text, text]
+
+
+async def test_locks_exclude_other_owners(store: Store) -> None:
+    assert await store.try_lock("webchat:c1", "me", 30)
+    if isinstance(store, EmbeddedStore):
+        return  # one process per embedded store (see the next test): its lock is in-process
+    assert not await store.try_lock("webchat:c1", "other", 30)
+    await store.unlock("webchat:c1", "other")  # not the owner: no effect
+    assert not await store.try_lock("webchat:c1", "other", 30)
+    await store.unlock("webchat:c1", "me")
+    assert await store.try_lock("webchat:c1", "other", 30)
+
+
+async def test_embedded_store_serves_one_process(tmp_path: Path) -> None:
+    first = EmbeddedStore(tmp_path / "store")
+    await first.open()
+    try:
+        with pytest.raises(StoreLockedError, match="another Guichet process"):
+            await EmbeddedStore(tmp_path / "store").open()
+    finally:
+        await first.close()
+
+
+async def test_redis_store_says_where_it_could_not_connect() -> None:
+    store = RedisStore("redis://:hunter2@127.0.0.1:1/0")
+    with pytest.raises(StoreError, match=r"redis://\*\*\*@127\.0\.0\.1:1/0") as caught:
+        await store.open()
+    assert "hunter2" not in str(caught.value)
