@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -68,10 +67,12 @@ def _run(config_dir: Path, host: str | None, port: int | None, log_level: str) -
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
+    import uvloop
+
     from bot.app import Guichet
 
     try:
-        asyncio.run(Guichet(configuration).run_until_signalled())
+        uvloop.run(Guichet(configuration).run_until_signalled())
     except GuichetError as exc:
         print(f"Guichet cannot start: {exc}", file=sys.stderr)
         return 2

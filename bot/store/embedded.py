@@ -97,8 +97,9 @@ class EmbeddedStore(Store):
     async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run one write operation in the open transaction and return once it is committed.
 
-        Each operation runs in its own savepoint, so one that fails is undone alone and the
-        others of the same turn still commit.
+        Operations check what they need before they write, so one that raises has written
+        nothing; if SQLite itself fails mid-operation, the whole transaction is rolled back
+        and every writer of this turn gets the error (none of them was acknowledged yet).
         """
         db = self.db
         if self._commit is None:
@@ -106,25 +107,31 @@ class EmbeddedStore(Store):
             self._commit = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._commit_now)
         commit = self._commit
-        db.execute("SAVEPOINT op")
         try:
             result = operation(db)
-        except BaseException:
-            db.execute("ROLLBACK TO op")
-            db.execute("RELEASE op")
-            raise
-        db.execute("RELEASE op")
+        except sqlite3.Error as exc:
+            self._fail(StoreError(f"the embedded store failed: {exc}"))
+            raise StoreError(f"the embedded store failed: {exc}") from exc
         await asyncio.shield(commit)
         return result
 
+    def _fail(self, error: StoreError) -> None:
+        commit, self._commit = self._commit, None
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        if commit is not None and not commit.done():
+            commit.set_exception(error)
+            commit.exception()  # marked as retrieved: the writers that await it get it too
+
     def _commit_now(self) -> None:
         commit, self._commit = self._commit, None
-        assert commit is not None
+        if commit is None:  # already rolled back by _fail
+            return
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self.db.execute("ROLLBACK")
-            commit.set_exception(StoreError(f"the embedded store could not commit: {exc}"))
+            self._commit = commit
+            self._fail(StoreError(f"the embedded store could not commit: {exc}"))
             return
         commit.set_result(None)
 

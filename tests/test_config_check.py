@@ -1,0 +1,97 @@
+"""`guichet check`: every problem of a configuration directory, with its file, line and a fix."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import SAMPLE_CONFIG
+
+
+def check(config: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=60,
+    )
+
+
+def test_the_sample_configuration_is_valid() -> None:
+    result = check(SAMPLE_CONFIG)
+    assert result.returncode == 0, result.stderr
+    assert "OK — 90 articles (45 en, 45 fr), 8 intents" in result.stdout
+
+
+def test_every_problem_is_reported_with_file_line_and_fix(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(SAMPLE_CONFIG, config)
+    (config / "guichet.yml").write_text(
+        "organisation: Test\nhttp:\n  port: 99999\nwebchat:\n  max_mesage_chars: 10\nanswering:\n"
+        "  answer_threshold: 0.2\n  suggest_threshold: 0.4\n",
+        encoding="utf-8",
+    )
+    (config / "kb" / "fr" / "broken.md").write_text("---\nid: broken\ntitle: Cassé\n---\n", encoding="utf-8")
+    (config / "kb" / "en" / "no-front.md").write_text("Just text\n", encoding="utf-8")
+    shutil.copy(config / "kb" / "fr" / "vpn-cannot-connect.md", config / "kb" / "fr" / "vpn-copy.md")
+    (config / "nlu" / "extra.yml").write_text(
+        'version: "3.1"\nnlu:\n- intent: order_pizza\n  examples: |\n    - une pizza\n    deux pizzas\n',
+        encoding="utf-8",
+    )
+
+    result = check(config)
+    assert result.returncode == 1
+    report = result.stderr
+    yml = config / "guichet.yml"
+    assert f"{yml}:3: http.port: Input should be less than or equal to 65535" in report
+    assert f"{yml}:5: webchat.max_mesage_chars: Extra inputs are not permitted" in report
+    assert "fix: did you mean 'max_message_chars'?" in report
+    assert f"{yml}:6: answering: Value error, suggest_threshold must not be above answer_threshold" in report
+    assert f"{config / 'kb' / 'fr' / 'broken.md'}:2: the field 'questions' is missing" in report
+    assert f"{config / 'kb' / 'fr' / 'broken.md'}:5: the article has no answer" in report
+    assert f"{config / 'kb' / 'en' / 'no-front.md'}:1: the file does not start with a '---'" in report
+    assert "article id 'vpn-cannot-connect' is already used by" in report
+    assert (
+        f"{config / 'nlu' / 'extra.yml'}:6: in intent 'order_pizza', an example does not start with '- '"
+        in report
+    )
+    assert report.count("    fix: ") == 9
+
+
+def test_secrets_are_refused_in_the_settings_file(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(SAMPLE_CONFIG, config)
+    with (config / "guichet.yml").open("a", encoding="utf-8") as settings:
+        settings.write("secret_key: hunter2\n")
+    result = check(config)
+    assert result.returncode == 1
+    assert "secrets do not belong in the settings file" in result.stderr
+    assert "GUICHET_SECRET_KEY" in result.stderr
+
+
+def test_wrong_environment_values_name_the_variable(tmp_path: Path) -> None:
+    result = check(SAMPLE_CONFIG, GUICHET_HTTP_PORT="eighty")
+    assert result.returncode == 1
+    assert "$GUICHET_HTTP_PORT: GUICHET_HTTP_PORT='eighty' is not valid" in result.stderr
+
+
+def test_a_directory_with_only_nlu_data_is_valid(tmp_path: Path) -> None:
+    config = tmp_path / "nlu-only"
+    shutil.copytree(SAMPLE_CONFIG / "nlu", config / "nlu")
+    result = check(config)
+    assert result.returncode == 0, result.stderr
+    assert "0 articles" in result.stdout
+
+
+def test_run_refuses_to_start_on_a_broken_configuration(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "run", "--config", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "the configuration directory does not exist" in result.stderr
