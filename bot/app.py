@@ -14,12 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Configuration
+from bot.kb_watch import KnowledgeBaseWatcher
 from bot.manager import ConversationManager, Outbox
 from bot.messages import TranscriptEntry, conversation_key
+from bot.nlu_api import NluApi
 from bot.policy import Policy
 from bot.store.base import Store
 from channels.base import Channel
-from nlu.engine import BuiltinEngine
+from nlu.engine import BuiltinEngine, RasaEngine
 
 log = logging.getLogger("guichet")
 
@@ -44,13 +46,23 @@ class Guichet:
         self.engine = BuiltinEngine(
             configuration.training, configuration.articles, self.settings.default_language
         )
-        self.policy = Policy(
-            self.engine, self.settings.answering, self.settings.organisation, self._ticket_number
+        nlu = self.settings.nlu
+        self.rasa = (
+            RasaEngine(nlu.rasa_url, self.engine, timeout=nlu.rasa_timeout_seconds) if nlu.rasa_url else None
         )
+        self.policy = Policy(
+            self.rasa or self.engine,
+            self.engine,
+            self.settings.answering,
+            self.settings.organisation,
+            self._ticket_number,
+        )
+        self.kb_watcher = KnowledgeBaseWatcher(self.settings.config_dir / "kb", self.engine)
         self.outbox = Outbox(self.store, self.settings.outbox)
         self.manager = ConversationManager(self.store, self.policy, self.outbox)
         self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
         self.http.router.add_get("/healthz", self._health)
+        NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
         self.channels: dict[str, Channel] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -94,6 +106,8 @@ class Guichet:
     async def start(self) -> str:
         """Open the store, start every channel and serve HTTP; returns the base URL."""
         await self.store.open()
+        if self.rasa is not None:
+            await self.rasa.start()
         try:
             await self._build_channels()
             for name, channel in self.channels.items():
@@ -112,6 +126,8 @@ class Guichet:
         self.url = f"http://{address[0]}:{address[1]}"
         self.manager.start()
         self.outbox.start()
+        if self.settings.nlu.watch_kb_seconds:
+            self.kb_watcher.start(self.settings.nlu.watch_kb_seconds)
         return self.url
 
     async def stop(self) -> None:
@@ -119,8 +135,11 @@ class Guichet:
             await channel.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        await self.kb_watcher.stop()
         await self.manager.stop()
         await self.outbox.stop()
+        if self.rasa is not None:
+            await self.rasa.close()
         await self.store.close()
 
     async def run_until_signalled(self) -> None:

@@ -17,7 +17,8 @@ from bot.messages import Choice, Inbound, Outbound
 from bot.settings import AnsweringSettings
 from bot.store.base import ConversationState
 from bot.texts import say
-from nlu.engine import BuiltinEngine, KbMatch, Parse
+from nlu.engine import BuiltinEngine, NluEngine, Parse
+from nlu.retrieval import KbMatch
 from nlu.text import fold
 
 SMALLTALK = frozenset(
@@ -30,12 +31,14 @@ NumberAllocator = Callable[[], Awaitable[str]]
 class Policy:
     def __init__(
         self,
-        engine: BuiltinEngine,
+        engine: NluEngine,
+        builtin: BuiltinEngine,
         answering: AnsweringSettings,
         organisation: str,
         open_ticket: NumberAllocator,
     ) -> None:
         self.engine = engine
+        self.builtin = builtin  # holds the knowledge base's articles, whichever engine understands
         self.answering = answering
         self.organisation = organisation
         self.open_ticket = open_ticket
@@ -43,7 +46,7 @@ class Policy:
     async def handle(
         self, state: ConversationState, inbound: Inbound
     ) -> tuple[ConversationState, list[Outbound]]:
-        parse = self.engine.parse(inbound.text, inbound.language or state.language)
+        parse = await self.engine.parse(inbound.text, inbound.language or state.language)
         language = parse.language
         turn = _Turn(inbound, language)
         state = dataclasses.replace(state, language=language)
@@ -113,7 +116,7 @@ class Policy:
     def _article(
         self, state: ConversationState, turn: _Turn, article_id: str, language: str
     ) -> tuple[ConversationState, list[Outbound]]:
-        article = self.engine.article(language, article_id)
+        article = self.builtin.article(language, article_id)
         if article is None:  # the knowledge base changed since the choice was offered
             return self._offer_ticket(state, turn, "no_answer")
         suggested = [*state.facts.get("suggested", []), article.id][-20:]

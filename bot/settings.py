@@ -69,6 +69,14 @@ class AnsweringSettings(_Frozen):
         return self
 
 
+class NluSettings(_Frozen):
+    engine: Literal["builtin", "rasa"] = "builtin"
+    rasa_url: str | None = None  # GUICHET_RASA_URL, e.g. http://127.0.0.1:5005
+    rasa_timeout_seconds: float = Field(2.0, gt=0)
+    intent_threshold: float = Field(0.5, ge=0, le=1, description="below it, an intent is out of scope")
+    watch_kb_seconds: float = Field(2.0, ge=0, description="how often to look for edited articles; 0: never")
+
+
 class OutboxSettings(_Frozen):
     max_attempts: int = Field(10, ge=1)
     base_delay_seconds: float = Field(1.0, gt=0)
@@ -95,6 +103,7 @@ class Settings(_Frozen):
     webchat: WebchatSettings = WebchatSettings()
     rest: RestSettings = RestSettings()
     answering: AnsweringSettings = AnsweringSettings()
+    nlu: NluSettings = NluSettings()
     outbox: OutboxSettings = OutboxSettings()
     tickets: TicketSettings = TicketSettings()
     # Not settings of the file: where it came from and the secret key from the environment.
@@ -109,6 +118,7 @@ ENVIRONMENT: Mapping[str, tuple[tuple[str, ...], Any]] = {
     "GUICHET_DATA_DIR": (("store", "path"), str),
     "GUICHET_REDIS_URL": (("store", "redis_url"), str),
     "GUICHET_SECRET_KEY": (("secret_key",), str),
+    "GUICHET_RASA_URL": (("nlu", "rasa_url"), str),
 }
 
 
@@ -175,6 +185,8 @@ def load_settings(
         target[where[-1]] = value
     if raw.get("store", {}).get("redis_url") and "kind" not in raw.get("store", {}):
         raw["store"]["kind"] = "redis"
+    if raw.get("nlu", {}).get("rasa_url") and "engine" not in raw.get("nlu", {}):
+        raw["nlu"]["engine"] = "rasa"
     raw["config_dir"] = config_dir
     try:
         settings = Settings.model_validate(raw)
@@ -187,6 +199,15 @@ def load_settings(
                 )
             )
         return None, problems
+    if settings.nlu.engine == "rasa" and not settings.nlu.rasa_url:
+        problems.append(
+            DataProblem(
+                path,
+                _line_of(root, ("nlu", "engine")),
+                "nlu.engine is rasa but no Rasa URL is set",
+                "export GUICHET_RASA_URL=http://127.0.0.1:5005, or use engine: builtin",
+            )
+        )
     if settings.store.kind == "redis" and not settings.store.redis_url:
         problems.append(
             DataProblem(

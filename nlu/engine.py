@@ -1,49 +1,45 @@
-"""The NLU interface and the built-in engine.
+"""The NLU interface and its two engines.
 
 `parse(text)` answers with the language, the intent with its confidence and ranking, the
-entities and the knowledge-base matches. The built-in engine here is a TF-IDF retrieval over
-the intents' examples and the articles' titles and questions, with word stems and character
-n-grams so that typos and missing accents still meet; a trained classifier replaces the
-intent part later behind the same interface.
+entities and the knowledge-base matches:
+
+- `BuiltinEngine`, the default: in-process, built in seconds from the configuration's own
+  data (Rasa-format NLU files and the knowledge base), no server;
+- `RasaEngine`: a real Rasa server's `/model/parse`, trained on the same NLU files; when Rasa
+  is slow or down it answers with the built-in engine rather than leaving a person unanswered.
+
+Language and knowledge-base matches are Guichet's own in both: the knowledge base is searched
+by similarity, so an article edited or added is picked up without retraining.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import logging
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
+import aiohttp
+
+from nlu.entities import Entity, EntityExtractor
 from nlu.kb import Article
-from nlu.text import STOPWORDS, guess_language, stem, words
+from nlu.language import LanguageGuesser
+from nlu.retrieval import Index, KbMatch, KnowledgeBase, features
 from nlu.training_data import TrainingData
 
+log = logging.getLogger("guichet.nlu")
+
 _ANNOTATION = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\{[^}]*\})")
+FALLBACK_INTENT = "nlu_fallback"  # Rasa's name for "not one of the intents"
+MAX_TEXT = 2000  # what is parsed of a longer text: a help-desk request is said well before this
 
 
 @dataclass(frozen=True, slots=True)
 class IntentScore:
     name: str
     confidence: float
-
-
-@dataclass(frozen=True, slots=True)
-class KbMatch:
-    article_id: str
-    language: str
-    title: str
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class Entity:
-    entity: str
-    value: str
-    start: int
-    end: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,134 +50,169 @@ class Parse:
     ranking: tuple[IntentScore, ...] = ()
     entities: tuple[Entity, ...] = ()
     kb_matches: tuple[KbMatch, ...] = ()
+    engine: str = "builtin"
 
 
 class NluEngine(Protocol):
-    def parse(self, text: str, language_hint: str | None = None) -> Parse: ...
+    async def parse(self, text: str, language_hint: str | None = None) -> Parse: ...
 
 
-def features(text: str, *, content_only: bool = False) -> dict[str, float]:
-    """Word stems, stem bigrams and character 4-grams of each word, as raw counts.
-
-    `content_only` leaves out stop words: right for knowledge-base retrieval, where "my" and
-    "how" say nothing; wrong for small talk, where "où en est" or "thank you" is the message.
-    """
-    counts: dict[str, float] = defaultdict(float)
-    tokens = words(text)
-    stems = [stem(w) for w in tokens if not content_only or w not in STOPWORDS] or [stem(w) for w in tokens]
-    for s in stems:
-        counts["w:" + s] += 1.0
-        padded = f" {s} "
-        for i in range(len(padded) - 3):
-            counts["c:" + padded[i : i + 4]] += 0.25
-    for a, b in itertools.pairwise(stems):
-        counts[f"b:{a} {b}"] += 1.0
-    return counts
-
-
-@dataclass
-class _Index:
-    """A small inverted index: cosine similarity of TF-IDF vectors, computed over postings only."""
-
-    content_only: bool = False
-    labels: list[str] = field(default_factory=list)
-    postings: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    idf: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, documents: Sequence[tuple[str, str]], *, content_only: bool = False) -> _Index:
-        index = cls(content_only=content_only)
-        raw = [features(text, content_only=content_only) for _, text in documents]
-        df: dict[str, int] = defaultdict(int)
-        for vec in raw:
-            for key in vec:
-                df[key] += 1
-        n = len(documents) or 1
-        index.idf = {key: math.log((1 + n) / (1 + count)) + 1.0 for key, count in df.items()}
-        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for doc_id, ((label, _), vec) in enumerate(zip(documents, raw, strict=True)):
-            index.labels.append(label)
-            weighted = {
-                k: (1 + math.log(v)) * index.idf[k] if v >= 1 else v * index.idf[k] for k, v in vec.items()
-            }
-            norm = math.sqrt(sum(w * w for w in weighted.values())) or 1.0
-            for key, weight in weighted.items():
-                postings[key].append((doc_id, weight / norm))
-        index.postings = dict(postings)
-        return index
-
-    def best_by_label(self, vec: dict[str, float]) -> dict[str, float]:
-        """The best cosine per label (a label has several documents: examples, questions)."""
-        weighted = {
-            k: ((1 + math.log(v)) if v >= 1 else v) * self.idf[k] for k, v in vec.items() if k in self.idf
-        }
-        # Unknown features still count in the query's norm: a message full of words the
-        # desk never saw must not look like a perfect match on its one known word.
-        unknown = sum(((1 + math.log(v)) if v >= 1 else v) ** 2 for k, v in vec.items() if k not in self.idf)
-        norm = math.sqrt(sum(w * w for w in weighted.values()) + unknown * 4.0)
-        if not weighted or norm == 0:
-            return {}
-        scores: dict[int, float] = defaultdict(float)
-        for key, weight in weighted.items():
-            for doc_id, doc_weight in self.postings[key]:
-                scores[doc_id] += weight * doc_weight
-        best: dict[str, float] = {}
-        for doc_id, score in scores.items():
-            label = self.labels[doc_id]
-            value = score / norm
-            if value > best.get(label, 0.0):
-                best[label] = value
-        return best
+def strip_annotations(example: str) -> str:
+    """`my [outlook](application) crashes` → `my outlook crashes`."""
+    return _ANNOTATION.sub(r"\1", example)
 
 
 class BuiltinEngine:
-    """In-process engine: builds in milliseconds from the configuration's own data."""
+    """In-process engine: builds in well under a second from the configuration's own data."""
 
     def __init__(
         self, training: TrainingData, articles: Iterable[Article], default_language: str = "fr"
     ) -> None:
         self.default_language = default_language
+        self.training = training
         self.intent_names = sorted(training.intents)
-        self._intents = _Index.build(
-            [
-                (name, _ANNOTATION.sub(r"\1", ex))
-                for name, examples in training.intents.items()
-                for ex in examples
-            ]
+        self._intents = Index.build(
+            [(name, strip_annotations(ex)) for name, examples in training.intents.items() for ex in examples]
         )
-        self._articles: dict[str, Article] = {}
-        self._kb: dict[str, _Index] = {}
-        by_language: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self.entities = EntityExtractor(training.regexes, training.lookups, training.synonyms)
+        self.reload_articles(articles)
+
+    def reload_articles(self, articles: Iterable[Article]) -> None:
+        """Swap in a new knowledge base (and the language model that learns from it)."""
+        articles = list(articles)
+        self.kb = KnowledgeBase(articles)
+        texts: dict[str, list[str]] = {}
         for article in articles:
-            key = f"{article.language}/{article.id}"
-            self._articles[key] = article
-            for question in (article.title, *article.questions):
-                by_language[article.language].append((key, question))
-        self._kb = {lang: _Index.build(docs, content_only=True) for lang, docs in by_language.items()}
+            texts.setdefault(article.language, []).extend((article.title, article.body, *article.questions))
+        self.language = LanguageGuesser.train(texts)
 
     def article(self, language: str, article_id: str) -> Article | None:
-        return self._articles.get(f"{language}/{article_id}")
+        return self.kb.article(language, article_id)
 
-    def parse(self, text: str, language_hint: str | None = None) -> Parse:
-        language = guess_language(text, language_hint, self.default_language)
+    def parse_now(self, text: str, language_hint: str | None = None) -> Parse:
+        text = text[:MAX_TEXT]
+        language = self.language.guess(text, language_hint, self.default_language)
         ranking = tuple(
             IntentScore(name, round(score, 4))
             for name, score in sorted(
                 self._intents.best_by_label(features(text)).items(), key=lambda kv: -kv[1]
             )[:10]
         )
-        kb_index = self._kb.get(language) or next(iter(self._kb.values()), None)
-        matches: list[KbMatch] = []
-        if kb_index is not None:
-            for key, score in sorted(
-                kb_index.best_by_label(features(text, content_only=True)).items(), key=lambda kv: -kv[1]
-            )[:5]:
-                article = self._articles[key]
-                matches.append(KbMatch(article.id, article.language, article.title, round(score, 4)))
         return Parse(
             text=text,
             language=language,
             intent=ranking[0] if ranking else None,
             ranking=ranking,
-            kb_matches=tuple(matches),
+            entities=tuple(self.entities.extract(text)),
+            kb_matches=tuple(self.kb.search(text, language)),
         )
+
+    async def parse(self, text: str, language_hint: str | None = None) -> Parse:
+        return self.parse_now(text, language_hint)
+
+
+class RasaEngine:
+    """A Rasa 3.x server's `/model/parse`, with the built-in engine as the fallback."""
+
+    def __init__(self, url: str, fallback: BuiltinEngine, *, timeout: float = 2.0) -> None:
+        self.url = url.rstrip("/")
+        self.fallback = fallback
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._last_warning = 0.0
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def parse(self, text: str, language_hint: str | None = None) -> Parse:
+        local = self.fallback.parse_now(text, language_hint)
+        try:
+            answer = await self._ask(local.text)
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            now = time.monotonic()
+            if now - self._last_warning > 60:  # once a minute, not once a message
+                log.warning(
+                    "Rasa at %s did not answer (%s: %s); using the built-in engine",
+                    self.url,
+                    type(exc).__name__,
+                    exc,
+                )
+                self._last_warning = now
+            return local
+        return replace(local, **answer, engine="rasa")
+
+    async def _ask(self, text: str) -> dict[str, Any]:
+        if self._session is None:
+            raise aiohttp.ClientError("the Rasa engine is not started")
+        async with self._session.post(f"{self.url}/model/parse", json={"text": text}) as response:
+            if response.status != 200:
+                raise aiohttp.ClientError(f"HTTP {response.status}")
+            data = await response.json()
+        return rasa_to_parse_fields(data)
+
+
+def rasa_to_parse_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The intent, ranking and entities of a Rasa /model/parse answer."""
+    intent = data.get("intent") or {}
+    ranking = tuple(
+        IntentScore(str(r["name"]), float(r["confidence"])) for r in data.get("intent_ranking") or ()
+    )
+    entities = tuple(
+        Entity(
+            str(e["entity"]),
+            str(e.get("value", "")),
+            int(e["start"]),
+            int(e["end"]),
+            str(data.get("text", ""))[int(e["start"]) : int(e["end"])],
+        )
+        for e in data.get("entities") or ()
+        if "start" in e and "end" in e
+    )
+    top = (
+        IntentScore(str(intent["name"]), float(intent.get("confidence") or 0.0))
+        if intent.get("name")
+        else None
+    )
+    return {"intent": top, "ranking": ranking, "entities": entities}
+
+
+def parse_to_rasa(parse: Parse, threshold: float = 0.0) -> dict[str, Any]:
+    """A Parse in the shape of Rasa's /model/parse answer, out of scope as `nlu_fallback`."""
+    ranking = [{"name": r.name, "confidence": r.confidence} for r in parse.ranking]
+    intent: dict[str, Any] = {"name": None, "confidence": 0.0}
+    if parse.intent is not None:
+        intent = {"name": parse.intent.name, "confidence": parse.intent.confidence}
+        if parse.intent.confidence < threshold:
+            intent = {"name": FALLBACK_INTENT, "confidence": threshold}
+            ranking.insert(0, dict(intent))
+    answer: dict[str, Any] = {
+        "text": parse.text,
+        "intent": intent,
+        "entities": [
+            {"entity": e.entity, "start": e.start, "end": e.end, "value": e.value, "extractor": "guichet"}
+            for e in parse.entities
+        ],
+        "intent_ranking": ranking,
+        "language": parse.language,
+        "engine": parse.engine,
+        "knowledge_base": [
+            {"id": m.article_id, "language": m.language, "title": m.title, "score": m.score}
+            for m in parse.kb_matches
+        ],
+    }
+    name = intent["name"] or ""
+    if "/" in name:  # a retrieval intent, e.g. faq/reset_password: Rasa reports it this way
+        base = name.split("/", 1)[0]
+        answer["intent"] = {"name": base, "confidence": intent["confidence"]}
+        answer["response_selector"] = {
+            base: {
+                "response": {"intent_response_key": name, "confidence": intent["confidence"]},
+                "ranking": [],
+            }
+        }
+    return answer
