@@ -33,6 +33,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.progress import Progress  # noqa: E402
 from tests.processes import GuichetProcess, config_copy, free_port, start_redis  # noqa: E402
 
 MESSAGES = [
@@ -71,20 +72,17 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
 
-class Progress:
-    """A one-line progress bar on stderr for each timed phase."""
+class TimedProgress:
+    """A progress bar over a fixed duration."""
 
     def __init__(self, label: str, seconds: float) -> None:
-        self.label, self.seconds, self.started = label, seconds, time.monotonic()
+        self.bar, self.seconds, self.started = Progress(label, 100), seconds, time.monotonic()
 
     def show(self, done: int) -> None:
-        share = min(1.0, (time.monotonic() - self.started) / self.seconds)
-        bar = "#" * int(share * 30)
-        sys.stderr.write(f"\r  {self.label:<40} [{bar:<30}] {done:>7} msgs")
-        sys.stderr.flush()
+        self.bar.update(int(100 * (time.monotonic() - self.started) / self.seconds))
 
     def end(self) -> None:
-        sys.stderr.write("\n")
+        self.bar.close()
 
 
 # One conversation over each transport: send(text) returns when the bot's reply has arrived.
@@ -145,7 +143,7 @@ async def closed_loop(
     async with aiohttp.ClientSession(connector=connector) as http:
         opener = websocket_conversation if transport == "ws" else rest_conversation
         pairs = [await opener(http, urls[n % len(urls)]) for n in range(conversations)]
-        progress = Progress(label, seconds)
+        progress = TimedProgress(label, seconds)
         deadline = time.monotonic() + seconds
 
         async def run(send: Sender, offset: int) -> None:
@@ -180,7 +178,7 @@ async def open_loop(urls: list[str], rate: float, conversations: int, seconds: f
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         pairs = [await websocket_conversation(http, urls[n % len(urls)]) for n in range(conversations)]
         locks = [asyncio.Lock() for _ in pairs]
-        progress = Progress(label, seconds)
+        progress = TimedProgress(label, seconds)
         tasks: set[asyncio.Task[None]] = set()
 
         async def one(index: int, text: str, scheduled: float) -> None:

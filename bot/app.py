@@ -19,11 +19,16 @@ from bot.manager import ConversationManager, Outbox
 from bot.messages import TranscriptEntry, conversation_key
 from bot.nlu_api import NluApi
 from bot.policy import Policy
+from bot.settings import Settings
 from bot.store.base import Store
 from channels.base import Channel
 from nlu.engine import BuiltinEngine, RasaEngine
 
 log = logging.getLogger("guichet")
+
+
+def model_dir(settings: Settings) -> Path:
+    return Path(settings.nlu.model_dir or Path(settings.store.path) / "nlu")
 
 
 def make_store(configuration: Configuration) -> Store:
@@ -62,9 +67,10 @@ class Guichet:
         self.manager = ConversationManager(self.store, self.policy, self.outbox)
         self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
         self.http.router.add_get("/healthz", self._health)
-        NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
+        self.nlu_api = NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
         self.channels: dict[str, Channel] = {}
         self._runner: web.AppRunner | None = None
+        self._model_task: asyncio.Task[None] | None = None
         self.url = ""
 
     async def _ticket_number(self) -> str:
@@ -73,7 +79,8 @@ class Guichet:
         return self.settings.tickets.number_format.format(year=year, number=number)
 
     async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "channels": sorted(self.channels)})
+        model = "ready" if self.engine.classifier is not None else "training"
+        return web.json_response({"status": "ok", "channels": sorted(self.channels), "intent_model": model})
 
     async def _history(self, channel: str, conversation_id: str) -> list[TranscriptEntry]:
         return await self.store.transcript(conversation_key(channel, conversation_id))
@@ -103,8 +110,34 @@ class Guichet:
                 reply_timeout=settings.rest.reply_timeout_seconds,
             )
 
-    async def start(self) -> str:
-        """Open the store, start every channel and serve HTTP; returns the base URL."""
+    async def load_intent_model(self) -> None:
+        """The intent classifier of this configuration: loaded, or trained once if the data is new.
+
+        Training runs in a thread: the event loop keeps serving (with example similarity for
+        intents) while a new configuration's model is being trained.
+        """
+        from bot.nlu_model import load_or_train  # NumPy and the classifier: only for a run that uses them
+
+        model = await asyncio.to_thread(load_or_train, self.configuration.training, model_dir(self.settings))
+        if model is not None:
+            self.engine.use_classifier(model.classifier, model.threshold)
+            self.nlu_api.intent_threshold = model.threshold
+            log.info(
+                "intent model %s (%s), out-of-scope threshold %.3f",
+                model.path.name,
+                "trained" if model.trained else "loaded",
+                model.threshold,
+            )
+
+    async def start(self, *, wait_for_model: bool = True) -> str:
+        """Open the store, start every channel and serve HTTP; returns the base URL.
+
+        With wait_for_model=False (`guichet run`), HTTP is up at once and the intent model
+        arrives when loaded or trained."""
+        if wait_for_model:
+            await self.load_intent_model()
+        else:
+            self._model_task = asyncio.create_task(self.load_intent_model(), name="intent-model")
         await self.store.open()
         if self.rasa is not None:
             await self.rasa.start()
@@ -131,6 +164,8 @@ class Guichet:
         return self.url
 
     async def stop(self) -> None:
+        if self._model_task is not None and not self._model_task.done():
+            self._model_task.cancel()  # the thread finishes on its own; nothing waits for it
         for channel in self.channels.values():
             await channel.stop()
         if self._runner is not None:
@@ -147,7 +182,7 @@ class Guichet:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        url = await self.start()
+        url = await self.start(wait_for_model=False)
         log.info("Guichet is ready on %s (channels: %s)", url, ", ".join(sorted(self.channels)))
         print(
             f"Guichet is ready: open {url}/ in a browser (channels: {', '.join(sorted(self.channels))}). "

@@ -29,10 +29,37 @@ def main(argv: list[str] | None = None) -> None:
         "--config", type=Path, default=None, help="configuration directory (default: ./config)"
     )
 
+    nlu = commands.add_parser("nlu", help="the built-in NLU engine: train, evaluate, try")
+    nlu_commands = nlu.add_subparsers(dest="nlu_command", required=True)
+    nlu_train = nlu_commands.add_parser(
+        "train", help="train the intent model of the configuration's nlu/ files"
+    )
+    nlu_train.add_argument("--force", action="store_true", help="train even if this data was trained before")
+    nlu_eval = nlu_commands.add_parser(
+        "evaluate", help="accuracy, macro F1, out-of-scope recall/precision, confusions; JSON report and PNG"
+    )
+    nlu_eval.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="test examples: Rasa NLU YAML, CSV (text,intent) or CLINC150's JSON "
+        "(default: a held-out fifth of the configuration's own examples)",
+    )
+    nlu_eval.add_argument("--engine", choices=["builtin", "rasa"], default="builtin")
+    nlu_eval.add_argument("--out", type=Path, default=Path("nlu-report"), help="where the report goes")
+    nlu_shell = nlu_commands.add_parser("shell", help="type messages and see how they are understood")
+    nlu_shell.add_argument("--engine", choices=["builtin", "rasa"], default="builtin")
+    for sub in (nlu_train, nlu_eval, nlu_shell):
+        sub.add_argument(
+            "--config", type=Path, default=None, help="configuration directory (default: ./config)"
+        )
+
     args = parser.parse_args(argv)
     config_dir: Path = args.config or default_config_dir()
     if args.command == "check":
         sys.exit(_check(config_dir))
+    if args.command == "nlu":
+        sys.exit(_nlu(args, config_dir))
     sys.exit(_run(config_dir, args.host, args.port, args.log_level))
 
 
@@ -53,6 +80,23 @@ def _check(config_dir: Path) -> int:
         f"{len(configuration.training.intents)} intents, store: {configuration.settings.store.kind}"
     )
     return 0
+
+
+def _nlu(args: argparse.Namespace, config_dir: Path) -> int:
+    from bot import nlu_cli
+
+    try:
+        if args.nlu_command == "train":
+            return nlu_cli.train(config_dir, args.force)
+        if args.nlu_command == "evaluate":
+            return nlu_cli.evaluate(config_dir, args.data, args.engine, args.out)
+        return nlu_cli.shell(config_dir, args.engine)
+    except GuichetError as exc:
+        print(f"guichet nlu: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"guichet nlu: {exc}", file=sys.stderr)
+        return 2
 
 
 def _run(config_dir: Path, host: str | None, port: int | None, log_level: str) -> int:

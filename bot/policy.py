@@ -76,7 +76,7 @@ class Policy:
         lang = turn.language
         if intent == "greet":
             return state, [turn.reply(say("greet", lang, organisation=self.organisation))]
-        if intent in ("goodbye", "thanks", "help"):
+        if intent in ("goodbye", "thanks", "help", "out_of_scope"):
             return state, [turn.reply(say(intent, lang))]
         if intent == "request_human":
             if not state.facts.get("last_request"):

@@ -74,6 +74,7 @@ class NluSettings(_Frozen):
     rasa_url: str | None = None  # GUICHET_RASA_URL, e.g. http://127.0.0.1:5005
     rasa_timeout_seconds: float = Field(2.0, gt=0)
     intent_threshold: float = Field(0.5, ge=0, le=1, description="below it, an intent is out of scope")
+    model_dir: str | None = None  # where trained intent models are kept (default: <store.path>/nlu)
     watch_kb_seconds: float = Field(2.0, ge=0, description="how often to look for edited articles; 0: never")
 
 
@@ -119,6 +120,7 @@ ENVIRONMENT: Mapping[str, tuple[tuple[str, ...], Any]] = {
     "GUICHET_REDIS_URL": (("store", "redis_url"), str),
     "GUICHET_SECRET_KEY": (("secret_key",), str),
     "GUICHET_RASA_URL": (("nlu", "rasa_url"), str),
+    "GUICHET_MODEL_DIR": (("nlu", "model_dir"), str),
 }
 
 

@@ -39,6 +39,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "I have no answer to that in our knowledge base. "
         "Shall I open a ticket so that a technician looks into it?",
     },
+    "out_of_scope": {
+        "fr": "Je suis l'assistant du support informatique : je ne peux pas vous aider pour cela. "
+        "Si vous avez un problème informatique, décrivez-le-moi.",
+        "en": "I am the IT help desk assistant: I cannot help with that. "
+        "If you have an IT problem, describe it to me.",
+    },
     "offer_ticket": {
         "fr": "Je peux ouvrir un ticket pour qu'un technicien vous réponde. Je l'ouvre ?",
         "en": "I can open a ticket so that a technician answers you. Shall I open it?",

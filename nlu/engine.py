@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
@@ -28,6 +28,9 @@ from nlu.kb import Article
 from nlu.language import LanguageGuesser
 from nlu.retrieval import Index, KbMatch, KnowledgeBase, features
 from nlu.training_data import TrainingData
+
+if TYPE_CHECKING:  # the classifier pulls in NumPy: only when a model is used
+    from nlu.classifier import IntentClassifier
 
 log = logging.getLogger("guichet.nlu")
 
@@ -75,7 +78,14 @@ class BuiltinEngine:
             [(name, strip_annotations(ex)) for name, examples in training.intents.items() for ex in examples]
         )
         self.entities = EntityExtractor(training.regexes, training.lookups, training.synonyms)
+        self.classifier: IntentClassifier | None = None
+        self.intent_threshold: float | None = None
         self.reload_articles(articles)
+
+    def use_classifier(self, classifier: IntentClassifier, threshold: float) -> None:
+        """Rank intents with a trained classifier instead of example similarity."""
+        self.classifier = classifier
+        self.intent_threshold = threshold
 
     def reload_articles(self, articles: Iterable[Article]) -> None:
         """Swap in a new knowledge base (and the language model that learns from it)."""

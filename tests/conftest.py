@@ -7,6 +7,7 @@ package to install.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -40,9 +41,17 @@ def sample_configuration() -> Configuration:
     return load_configuration(SAMPLE_CONFIG, environ={})
 
 
+# Trained intent models are shared by the whole run: each is named after its data.
+MODEL_DIR = Path(tempfile.gettempdir()) / f"guichet-test-models-{os.getuid()}"
+
+
 def configuration_for(tmp_path: Path, **overrides: object) -> Configuration:
     """The sample configuration, with its store in tmp_path and HTTP on a free port."""
-    environ = {"GUICHET_DATA_DIR": str(tmp_path / "data"), "GUICHET_HTTP_PORT": "0"}
+    environ = {
+        "GUICHET_DATA_DIR": str(tmp_path / "data"),
+        "GUICHET_HTTP_PORT": "0",
+        "GUICHET_MODEL_DIR": str(MODEL_DIR),
+    }
     environ.update({k: str(v) for k, v in overrides.items()})
     return load_configuration(SAMPLE_CONFIG, environ=environ)
 

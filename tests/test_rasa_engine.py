@@ -28,15 +28,22 @@ RASA_SCRIPT = ROOT / "nlu" / "rasa" / "rasa.sh"
 def rasa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `rasa run --enable-api`, trained (or reused from the cache) on config/nlu."""
     log = tmp_path_factory.mktemp("rasa") / "rasa.log"
-    trained = subprocess.run([str(RASA_SCRIPT), "train", str(SAMPLE_CONFIG)], capture_output=True, text=True,
-                             timeout=1800)
+    trained = subprocess.run(
+        [str(RASA_SCRIPT), "train", str(SAMPLE_CONFIG)], capture_output=True, text=True, timeout=1800
+    )
     if trained.returncode != 0:
-        pytest.fail(f"Rasa could not be set up or trained (nlu/rasa/rasa.sh train):\n{trained.stderr[-3000:]}",
-                    pytrace=False)
+        pytest.fail(
+            f"Rasa could not be set up or trained (nlu/rasa/rasa.sh train):\n{trained.stderr[-3000:]}",
+            pytrace=False,
+        )
     port = free_port()
     with log.open("wb") as out:
-        server = subprocess.Popen([str(RASA_SCRIPT), "serve", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [str(RASA_SCRIPT), "serve", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240  # Rasa takes about 40 s to load a model, more on a busy machine
     try:
@@ -50,7 +57,9 @@ def rasa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"the Rasa server did not come up in 240 s:\n{log.read_text()[-3000:]}", pytrace=False)
+                pytest.fail(
+                    f"the Rasa server did not come up in 240 s:\n{log.read_text()[-3000:]}", pytrace=False
+                )
             time.sleep(1)
         yield url
     finally:
@@ -84,8 +93,14 @@ async def test_rasa_understands_with_guichets_language_and_knowledge_base(rasa: 
 
 
 async def test_a_conversation_runs_on_rasa(rasa_url: str, tmp_path: Path) -> None:
-    configuration = load_configuration(SAMPLE_CONFIG, environ={
-        "GUICHET_DATA_DIR": str(tmp_path / "data"), "GUICHET_HTTP_PORT": "0", "GUICHET_RASA_URL": rasa_url})
+    configuration = load_configuration(
+        SAMPLE_CONFIG,
+        environ={
+            "GUICHET_DATA_DIR": str(tmp_path / "data"),
+            "GUICHET_HTTP_PORT": "0",
+            "GUICHET_RASA_URL": rasa_url,
+        },
+    )
     app = Guichet(configuration)
     await app.start()
     try:
@@ -93,8 +108,9 @@ async def test_a_conversation_runs_on_rasa(rasa_url: str, tmp_path: Path) -> Non
             async with http.post(f"{app.url}/model/parse", json={"text": "thank you so much"}) as answer:
                 body = await answer.json()
             assert body["engine"] == "rasa" and body["intent"]["name"] == "thanks"
-            async with http.post(f"{app.url}/webhooks/rest/webhook",
-                                 json={"sender": "r", "message": "bonjour"}) as answer:
+            async with http.post(
+                f"{app.url}/webhooks/rest/webhook", json={"sender": "r", "message": "bonjour"}
+            ) as answer:
                 (reply,) = await answer.json()
         assert reply["text"].startswith("Bonjour")
     finally:

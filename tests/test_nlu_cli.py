@@ -1,0 +1,54 @@
+"""`guichet nlu train | evaluate | shell`, run as a help desk would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import MODEL_DIR, SAMPLE_CONFIG
+
+
+def guichet(*args: str, data_dir: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GUICHET_DATA_DIR": str(data_dir), "GUICHET_MODEL_DIR": str(MODEL_DIR)}
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args, "--config", str(SAMPLE_CONFIG)],
+                          capture_output=True, text=True, env=env, input=stdin, timeout=300)
+
+
+def test_train_then_train_again_reuses_the_model(tmp_path: Path) -> None:
+    first = guichet("nlu", "train", "--force", data_dir=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert ": trained." in first.stdout and "out-of-scope threshold" in first.stdout
+    again = guichet("nlu", "train", data_dir=tmp_path)
+    assert "already trained" in again.stdout
+
+
+def test_evaluate_prints_the_figures_and_writes_the_report(tmp_path: Path) -> None:
+    data = tmp_path / "test.csv"
+    data.write_text("text,intent\nbonjour tout le monde,greet\nmerci beaucoup pour votre aide,thanks\n"
+                    "hello there,greet\nquelle est la recette du gâteau au chocolat,out_of_scope\n"
+                    "who won the football match,out_of_scope\n", encoding="utf-8")
+    result = guichet("nlu", "evaluate", "--data", str(data), "--out", str(tmp_path / "report"), data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for line in ("accuracy", "macro F1", "out-of-scope recall", "out-of-scope prec."):
+        assert line in result.stdout
+    report = json.loads((tmp_path / "report" / "nlu-report.json").read_text())
+    assert report["examples"] == 5
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert (tmp_path / "report" / "confusion-matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_refuses_a_missing_file_clearly(tmp_path: Path) -> None:
+    result = guichet("nlu", "evaluate", "--data", str(tmp_path / "nope.csv"), data_dir=tmp_path)
+    assert result.returncode == 2
+    assert "nope.csv" in result.stderr
+
+
+def test_the_shell_shows_how_a_message_is_understood(tmp_path: Path) -> None:
+    result = guichet("nlu", "shell", data_dir=tmp_path, stdin="Outlook plante depuis hier sur PC-12345\n")
+    assert result.returncode == 0, result.stderr
+    assert "language   fr" in result.stdout
+    assert "entity     application = 'Outlook'" in result.stdout
+    assert "entity     asset_tag = 'PC-12345'" in result.stdout
