@@ -10,7 +10,7 @@ _WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _ELISION = re.compile(r"\b(?:[ldjmntsc]|qu|jusqu|lorsqu|puisqu)'")
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)  # bounded: long texts are rare, and each costs its length
 def fold(text: str) -> str:
     """Lower case without accents: people type "mot de passe oublie" as often as "oublié"."""
     decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))

@@ -13,8 +13,14 @@ from tests.conftest import MODEL_DIR, SAMPLE_CONFIG
 
 def guichet(*args: str, data_dir: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GUICHET_DATA_DIR": str(data_dir), "GUICHET_MODEL_DIR": str(MODEL_DIR)}
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args, "--config", str(SAMPLE_CONFIG)],
-                          capture_output=True, text=True, env=env, input=stdin, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args, "--config", str(SAMPLE_CONFIG)],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=300,
+    )
 
 
 def test_train_then_train_again_reuses_the_model(tmp_path: Path) -> None:
@@ -27,10 +33,15 @@ def test_train_then_train_again_reuses_the_model(tmp_path: Path) -> None:
 
 def test_evaluate_prints_the_figures_and_writes_the_report(tmp_path: Path) -> None:
     data = tmp_path / "test.csv"
-    data.write_text("text,intent\nbonjour tout le monde,greet\nmerci beaucoup pour votre aide,thanks\n"
-                    "hello there,greet\nquelle est la recette du gâteau au chocolat,out_of_scope\n"
-                    "who won the football match,out_of_scope\n", encoding="utf-8")
-    result = guichet("nlu", "evaluate", "--data", str(data), "--out", str(tmp_path / "report"), data_dir=tmp_path)
+    data.write_text(
+        "text,intent\nbonjour tout le monde,greet\nmerci beaucoup pour votre aide,thanks\n"
+        "hello there,greet\nquelle est la recette du gâteau au chocolat,out_of_scope\n"
+        "who won the football match,out_of_scope\n",
+        encoding="utf-8",
+    )
+    result = guichet(
+        "nlu", "evaluate", "--data", str(data), "--out", str(tmp_path / "report"), data_dir=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     for line in ("accuracy", "macro F1", "out-of-scope recall", "out-of-scope prec."):
         assert line in result.stdout
