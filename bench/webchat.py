@@ -317,6 +317,7 @@ async def main() -> None:
         config = config_copy(work / "config", webchat=LIMITS)
         server = GuichetProcess(config, work / "data", free_port())
         server.start()
+        server.wait_for_model()  # steady state: the model trains in the background after a cold start
         try:
             assert server.process is not None
             for transport in ("ws", "rest"):
@@ -356,6 +357,7 @@ async def main() -> None:
         try:
             for s in servers:
                 s.start()
+                s.wait_for_model()
             urls = [s.url for s in servers]
             n = len(servers)
             results.append(

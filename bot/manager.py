@@ -217,4 +217,6 @@ class ConversationManager:
 
 
 def _mark_last(replies: list[Outbound]) -> list[Outbound]:
-    return [dataclasses.replace(r, last_in_turn=(i == len(replies) - 1)) for i, r in enumerate(replies)]
+    last = len(replies) - 1
+    return [r if r.last_in_turn == (i == last) else dataclasses.replace(r, last_in_turn=i == last)
+            for i, r in enumerate(replies)]

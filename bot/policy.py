@@ -49,7 +49,8 @@ class Policy:
         parse = await self.engine.parse(inbound.text, inbound.language or state.language)
         language = parse.language
         turn = _Turn(inbound, language)
-        state = dataclasses.replace(state, language=language)
+        if state.language != language:
+            state = dataclasses.replace(state, language=language)
 
         pending = state.pending
         if pending.get("kind") == "choice":

@@ -97,7 +97,8 @@ class RestChannel(Channel):
             assert self._on_message is not None, "start() was not called"
             await self._on_message(inbound)
             try:
-                await asyncio.wait_for(asyncio.shield(waiter.done), self.reply_timeout)
+                async with asyncio.timeout(self.reply_timeout):
+                    await waiter.done
             except TimeoutError:
                 log.warning("no reply within %.1f s for a message of %s", self.reply_timeout, sender)
                 return _problem(

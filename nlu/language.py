@@ -37,16 +37,20 @@ _SEED = {
 _TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
-def _features(text: str) -> list[str]:
-    lowered = text.lower().replace("’", "'")
-    feats: list[str] = []
-    for word in _TOKEN.findall(lowered):
-        folded = fold(word)
-        feats.append("w:" + folded)
-        padded = f"<{word}>"
-        for n in (1, 2, 3):
-            feats.extend("c:" + padded[i : i + n] for i in range(len(padded) - n + 1))
+def _words(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower().replace("’", "'"))
+
+
+def _word_features(word: str) -> list[str]:
+    padded = f"<{word}>"
+    feats = ["w:" + fold(word)]
+    for n in (1, 2, 3):
+        feats.extend("c:" + padded[i : i + n] for i in range(len(padded) - n + 1))
     return feats
+
+
+def _features(text: str) -> list[str]:
+    return [feature for word in _words(text) for feature in _word_features(word)]
 
 
 class LanguageGuesser:
@@ -56,6 +60,7 @@ class LanguageGuesser:
             f: log_probs["fr"].get(f, unseen["fr"]) - log_probs["en"].get(f, unseen["en"])
             for f in set(log_probs["fr"]) | set(log_probs["en"])
         }
+        self._word_evidence: dict[str, float] = {}
 
     @classmethod
     def train(cls, texts: Mapping[str, Iterable[str]] | None = None) -> LanguageGuesser:
@@ -78,8 +83,16 @@ class LanguageGuesser:
 
     def evidence(self, text: str) -> float:
         """log P(text|fr) - log P(text|en): positive says French, negative English, 0 nothing."""
-        evidence = self._evidence
-        return sum(evidence.get(f, 0.0) for f in _features(text[:2000]))
+        cache = self._word_evidence
+        total = 0.0
+        for word in _words(text[:2000]):
+            value = cache.get(word)
+            if value is None:
+                value = sum(self._evidence.get(f, 0.0) for f in _word_features(word))
+                if len(cache) < 50_000:  # a word's evidence never changes: remember the common ones
+                    cache[word] = value
+            total += value
+        return total
 
     def guess(self, text: str, hint: str | None = None, default: str = "fr") -> str:
         """The language of the text; the hint (then the default) when the text does not tell.

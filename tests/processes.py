@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -45,6 +46,16 @@ class GuichetProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{port}"
         self.log = data_dir.parent / f"guichet-{port}.log"
+
+    def wait_for_model(self, timeout: float = 120.0) -> None:
+        """Wait until the intent model is loaded or trained (it is trained in the background)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as answer:
+                if json.loads(answer.read()).get("intent_model") == "ready":
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"no intent model after {timeout} s:\n{self.log.read_text()}")
 
     def start(self, timeout: float = 15.0) -> float:
         """Start and wait until /healthz answers; returns the seconds it took."""
