@@ -102,12 +102,11 @@ class BuiltinEngine:
     def parse_now(self, text: str, language_hint: str | None = None) -> Parse:
         text = text[:MAX_TEXT]
         language = self.language.guess(text, language_hint, self.default_language)
-        ranking = tuple(
-            IntentScore(name, round(score, 4))
-            for name, score in sorted(
-                self._intents.best_by_label(features(text)).items(), key=lambda kv: -kv[1]
-            )[:10]
-        )
+        if self.classifier is not None:
+            scored = self.classifier.predict(text)[:10]
+        else:
+            scored = sorted(self._intents.best_by_label(features(text)).items(), key=lambda kv: -kv[1])[:10]
+        ranking = tuple(IntentScore(name, round(float(score), 4)) for name, score in scored)
         return Parse(
             text=text,
             language=language,
