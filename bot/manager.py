@@ -218,5 +218,7 @@ class ConversationManager:
 
 def _mark_last(replies: list[Outbound]) -> list[Outbound]:
     last = len(replies) - 1
-    return [r if r.last_in_turn == (i == last) else dataclasses.replace(r, last_in_turn=i == last)
-            for i, r in enumerate(replies)]
+    return [
+        r if r.last_in_turn == (i == last) else dataclasses.replace(r, last_in_turn=i == last)
+        for i, r in enumerate(replies)
+    ]
