@@ -67,6 +67,9 @@ class Policy:
             and intent.name in SMALLTALK
             and intent.confidence >= self.answering.smalltalk_threshold
             and intent.confidence >= best_kb
+            # A knowledge-base answer that is clearly right wins over small talk around it
+            # ("bonjour, mon imprimante n'imprime plus" deserves the printer article).
+            and best_kb < self.answering.answer_threshold
         ):
             return await self._smalltalk(state, turn, intent.name)
         return self._answer_from_kb(state, turn, parse)
