@@ -58,7 +58,14 @@ class Inbound:
     language: str | None = None  # a hint from the platform (browser, Telegram language_code)
     payload: str | None = None  # set when the person picked a Choice
     user_name: str | None = None
+    # An address the platform verified (a Slack profile's email, an email's sender): the
+    # person's identity across channels.
+    user_email: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # "agent" for a level-2 event travelling through the conversation in order with the
+    # person's messages (raw["level2"] holds it).
+    sender: Sender = "user"
+    agent_name: str | None = None
 
     @property
     def conversation_key(self) -> str:
@@ -75,7 +82,10 @@ class Inbound:
             "language": self.language,
             "payload": self.payload,
             "user_name": self.user_name,
+            "user_email": self.user_email,
             "raw": dict(self.raw),
+            "sender": self.sender,
+            "agent_name": self.agent_name,
         }
 
     @classmethod
@@ -90,7 +100,10 @@ class Inbound:
             language=data.get("language"),
             payload=data.get("payload"),
             user_name=data.get("user_name"),
+            user_email=data.get("user_email"),
             raw=data.get("raw") or {},
+            sender=data.get("sender", "user"),
+            agent_name=data.get("agent_name"),
         )
 
 
@@ -168,6 +181,7 @@ class TranscriptEntry:
     message_id: str
     choices: tuple[Choice, ...] = ()
     agent_name: str | None = None
+    reply_to: str | None = None  # for a reply: the platform id of the message it answers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +192,7 @@ class TranscriptEntry:
             "id": self.message_id,
             "choices": [{"title": c.title, "payload": c.payload} for c in self.choices],
             "agent_name": self.agent_name,
+            "reply_to": self.reply_to,
         }
 
     @classmethod
@@ -190,6 +205,7 @@ class TranscriptEntry:
             message_id=data["id"],
             choices=tuple(Choice(c["title"], c["payload"]) for c in data.get("choices", ())),
             agent_name=data.get("agent_name"),
+            reply_to=data.get("reply_to"),
         )
 
 

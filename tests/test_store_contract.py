@@ -11,9 +11,10 @@ import pytest
 
 from bot.errors import StoreError, StoreLockedError
 from bot.messages import Choice, Inbound, Outbound, new_id, utcnow
-from bot.store.base import ConversationState, OutboxItem, Store
+from bot.store.base import ConversationState, Effects, OutboxItem, Store
 from bot.store.embedded import EmbeddedStore
 from bot.store.redis import RedisStore
+from triage.tickets import Requester, Ticket
 
 
 @pytest.fixture(params=["embedded", "redis"])
@@ -181,6 +182,92 @@ async def test_locks_exclude_other_owners(store: Store) -> None:
     assert not await store.try_lock("webchat:c1", "other", 30)
     await store.unlock("webchat:c1", "me")
     assert await store.try_lock("webchat:c1", "other", 30)
+
+
+def ticket(number: str, requester: str, opened: datetime, status: str = "open") -> Ticket:
+    return Ticket(
+        number=number,
+        requester=Requester(id=requester, channel="webchat", conversation_key="webchat:c1", email=requester),
+        status=status,
+        opened_at=opened,
+        category="network",
+        priority="P3",
+        description="le VPN coupe toutes les 5 minutes — « ça » <b>",
+        details={"since": "ce matin"},
+        linked=("HD-2026-000001",),
+    )
+
+
+async def test_complete_saves_tickets_and_handoff_items_with_the_conversation(store: Store) -> None:
+    message = inbound("oui")
+    await store.accept(message)
+    now = utcnow()
+    opened = ticket("HD-2026-000002", "ana@example.com", now)
+    webhook = OutboxItem(id="evt-1", destination="webhook:support", body={"ticket": opened.number})
+    items = await store.complete(
+        message,
+        ConversationState(key=message.conversation_key, mode="handed_off"),
+        [reply_to(message, "ticket HD-2026-000002")],
+        soon(),
+        Effects(tickets=[opened], items=[webhook]),
+    )
+    assert [i.destination for i in items] == ["channel:webchat", "webhook:support"]
+    assert await store.ticket("HD-2026-000002") == opened
+    assert await store.ticket("HD-2026-999999") is None
+    # Both items wait a lease (the caller delivers them), then the sweep finds them.
+    assert await store.claim_due(utcnow(), 10, 30) == []
+    due = await store.claim_due(utcnow() + timedelta(seconds=31), 10, 30)
+    assert {i.id for i in due} == {items[0].id, "evt-1"}
+
+
+async def test_tickets_of_a_requester_newest_first_and_updated_in_place(store: Store) -> None:
+    now = utcnow()
+    older = ticket("HD-1", "ana@example.com", now - timedelta(days=3))
+    newer = ticket("HD-2", "ana@example.com", now)
+    other = ticket("HD-3", "bob@example.com", now)
+    for t in (older, newer, other):
+        message = inbound("x")
+        await store.accept(message)
+        await store.complete(
+            message, ConversationState(key=message.conversation_key), [], soon(), Effects(tickets=[t])
+        )
+    message = inbound("resolved")
+    await store.accept(message)
+    resolved = Ticket.from_dict(older.to_dict() | {"status": "resolved"})
+    await store.complete(
+        message, ConversationState(key=message.conversation_key), [], soon(), Effects(tickets=[resolved])
+    )
+    mine = await store.tickets_of("ana@example.com")
+    assert [t.number for t in mine] == ["HD-2", "HD-1"]
+    assert mine[1].status == "resolved"
+    assert [t.number for t in await store.tickets_of("bob@example.com")] == ["HD-3"]
+    assert await store.tickets_of("nobody@example.com") == []
+
+
+async def test_level2_events_are_not_transcript_lines_until_relayed(store: Store) -> None:
+    event = Inbound(
+        channel="webchat",
+        conversation_id="c1",
+        user_id="level2",
+        text="Bonjour, je regarde",
+        platform_message_id="l2:evt-9",
+        sender="agent",
+        agent_name="Marie",
+        raw={"level2": {"type": "agent.message"}},
+    )
+    result = await store.accept(event)
+    assert result.accepted and result.seq is None
+    assert [m.agent_name for m in await store.pending(event.conversation_key)] == ["Marie"]
+    assert await store.transcript(event.conversation_key) == []
+    assert not (await store.accept(event)).accepted
+
+
+async def test_remember_once_refuses_a_replayed_name_until_it_expires(store: Store) -> None:
+    assert await store.remember_once("event:abc", 0.3)
+    assert not await store.remember_once("event:abc", 0.3)
+    assert await store.remember_once("event:def", 0.3)
+    await asyncio.sleep(0.4)
+    assert await store.remember_once("event:abc", 0.3)
 
 
 async def test_embedded_store_serves_one_process(tmp_path: Path) -> None:

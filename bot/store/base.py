@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.messages import AcceptResult, Inbound, Outbound, TranscriptEntry
+from triage.tickets import Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +90,33 @@ class OutboxItem:
         return cls(id=reply.id, destination=f"channel:{reply.channel}", body=reply.to_dict())
 
 
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What handling one message changes besides the conversation: tickets opened or updated,
+    and items for other destinations (handoff webhooks), committed with it atomically."""
+
+    tickets: Sequence[Ticket] = ()
+    items: Sequence[OutboxItem] = ()
+
+
+NO_EFFECTS = Effects()
+
+
+def records_transcript(inbound: Inbound) -> bool:
+    """A person's message is a transcript line when accepted; a level-2 event is not: what it
+    changes is recorded by the replies it causes (the agent's message as relayed)."""
+    return inbound.sender == "user"
+
+
 def transcript_entry_for(message: Inbound | Outbound, seq: int) -> TranscriptEntry:
     if isinstance(message, Inbound):
         return TranscriptEntry(
             seq=seq,
-            sender="user",
+            sender=message.sender,
             text=message.text,
             time=message.received_at,
             message_id=message.platform_message_id,
+            agent_name=message.agent_name,
         )
     return TranscriptEntry(
         seq=seq,
@@ -106,6 +126,7 @@ def transcript_entry_for(message: Inbound | Outbound, seq: int) -> TranscriptEnt
         message_id=message.id,
         choices=message.choices,
         agent_name=message.agent_name,
+        reply_to=message.reply_to,
     )
 
 
@@ -131,12 +152,19 @@ class Store(ABC):
 
     @abstractmethod
     async def complete(
-        self, inbound: Inbound, state: ConversationState, replies: Sequence[Outbound], due: datetime
+        self,
+        inbound: Inbound,
+        state: ConversationState,
+        replies: Sequence[Outbound],
+        due: datetime,
+        effects: Effects = NO_EFFECTS,
     ) -> list[OutboxItem]:
-        """Atomically: inbound handled, state saved, replies in the transcript and the outbox.
+        """Atomically: inbound handled, state saved, replies in the transcript and the outbox,
+        tickets saved and the effects' items in the outbox.
 
-        The replies are due at `due`: the caller delivers them at once itself and sets `due`
-        a lease away, so the outbox sweep only sends them if that caller died first.
+        Everything is due at `due`: the caller delivers at once itself and sets `due` a lease
+        away, so the outbox sweep only sends what that caller did not. Returns the replies'
+        items (with their transcript seq), then the effects' items.
         """
 
     # Conversation -------------------------------------------------------------------------
@@ -175,6 +203,18 @@ class Store(ABC):
 
     @abstractmethod
     async def outbox_size(self) -> int: ...
+
+    # Tickets --------------------------------------------------------------------------------
+    @abstractmethod
+    async def ticket(self, number: str) -> Ticket | None: ...
+
+    @abstractmethod
+    async def tickets_of(self, requester_id: str, limit: int = 50) -> list[Ticket]:
+        """The requester's tickets, newest first."""
+
+    @abstractmethod
+    async def remember_once(self, name: str, ttl_seconds: float) -> bool:
+        """True the first time a name is seen within ttl_seconds (replayed event ids)."""
 
     # Shared counters, secrets and per-conversation locks ----------------------------------------
     @abstractmethod

@@ -25,7 +25,16 @@ from typing import IO, TypeVar
 
 from bot.errors import StoreError, StoreLockedError
 from bot.messages import AcceptResult, Inbound, Outbound, TranscriptEntry, utcnow
-from bot.store.base import ConversationState, OutboxItem, Store, transcript_entry_for
+from bot.store.base import (
+    NO_EFFECTS,
+    ConversationState,
+    Effects,
+    OutboxItem,
+    Store,
+    records_transcript,
+    transcript_entry_for,
+)
+from triage.tickets import Ticket
 
 T = TypeVar("T")
 
@@ -40,6 +49,9 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due);
 CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, item TEXT NOT NULL, failed_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sequences (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tickets (number TEXT PRIMARY KEY, requester TEXT NOT NULL, opened_at REAL NOT NULL, ticket TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tickets_requester ON tickets (requester, opened_at);
+CREATE TABLE IF NOT EXISTS remembered (name TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
 
@@ -163,6 +175,8 @@ class EmbeddedStore(Store):
                 "INSERT INTO inbox (conv, message) VALUES (?, ?)",
                 (conv, json.dumps(inbound.to_dict(), ensure_ascii=False)),
             )
+            if not records_transcript(inbound):
+                return AcceptResult(True, None)
             return AcceptResult(True, self._append_transcript(db, conv, inbound))
 
         return await self._write(operation)
@@ -175,7 +189,12 @@ class EmbeddedStore(Store):
         return [conv for (conv,) in self.db.execute("SELECT DISTINCT conv FROM inbox")]
 
     async def complete(
-        self, inbound: Inbound, state: ConversationState, replies: Sequence[Outbound], due: datetime
+        self,
+        inbound: Inbound,
+        state: ConversationState,
+        replies: Sequence[Outbound],
+        due: datetime,
+        effects: Effects = NO_EFFECTS,
     ) -> list[OutboxItem]:
         conv = inbound.conversation_key
 
@@ -203,7 +222,52 @@ class EmbeddedStore(Store):
                     (item.id, json.dumps(item.to_dict(), ensure_ascii=False), due.timestamp()),
                 )
                 items.append(item)
+            for ticket in effects.tickets:
+                self._save_ticket(db, ticket)
+            for item in effects.items:
+                db.execute(
+                    "INSERT OR IGNORE INTO outbox (id, item, due) VALUES (?, ?, ?)",
+                    (item.id, json.dumps(item.to_dict(), ensure_ascii=False), due.timestamp()),
+                )
+                items.append(item)
             return items
+
+        return await self._write(operation)
+
+    @staticmethod
+    def _save_ticket(db: sqlite3.Connection, ticket: Ticket) -> None:
+        db.execute(
+            "INSERT INTO tickets (number, requester, opened_at, ticket) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (number) DO UPDATE SET ticket = excluded.ticket",
+            (
+                ticket.number,
+                ticket.requester.id,
+                ticket.opened_at.timestamp(),
+                json.dumps(ticket.to_dict(), ensure_ascii=False),
+            ),
+        )
+
+    async def ticket(self, number: str) -> Ticket | None:
+        row = self.db.execute("SELECT ticket FROM tickets WHERE number = ?", (number,)).fetchone()
+        return Ticket.from_dict(json.loads(row[0])) if row else None
+
+    async def tickets_of(self, requester_id: str, limit: int = 50) -> list[Ticket]:
+        rows = self.db.execute(
+            "SELECT ticket FROM tickets WHERE requester = ? ORDER BY opened_at DESC LIMIT ?",
+            (requester_id, limit),
+        )
+        return [Ticket.from_dict(json.loads(data)) for (data,) in rows]
+
+    async def remember_once(self, name: str, ttl_seconds: float) -> bool:
+        now = utcnow().timestamp()
+
+        def operation(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM remembered WHERE name = ? AND until < ?", (name, now))
+            return bool(
+                db.execute(
+                    "INSERT OR IGNORE INTO remembered (name, until) VALUES (?, ?)", (name, now + ttl_seconds)
+                ).rowcount
+            )
 
         return await self._write(operation)
 

@@ -12,7 +12,9 @@ Keys (all under the prefix, `guichet:` by default):
     transcript:<conv>              list of transcript entries; an entry's seq is its index + 1
     outbox:items / outbox:due      hash id → item, sorted set id → due time (leases move it on)
     outbox:dead                    hash id → dead-lettered item
-    seq:<name>, secret:<name>, lock:<name>
+    tickets                        hash number → ticket
+    tickets-of:<requester>         sorted set number → opening time
+    seq:<name>, secret:<name>, lock:<name>, remembered:<name>
 """
 
 from __future__ import annotations
@@ -27,17 +29,30 @@ from redis.exceptions import RedisError
 
 from bot.errors import StoreError
 from bot.messages import AcceptResult, Inbound, Outbound, TranscriptEntry, utcnow
-from bot.store.base import ConversationState, OutboxItem, Store, transcript_entry_for
+from bot.store.base import (
+    NO_EFFECTS,
+    ConversationState,
+    Effects,
+    OutboxItem,
+    Store,
+    records_transcript,
+    transcript_entry_for,
+)
+from triage.tickets import Ticket
 
 _ACCEPT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[3]) then return 0 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[4])
+if ARGV[2] == '' then return -1 end
 return redis.call('RPUSH', KEYS[4], ARGV[2])
 """
 
-# KEYS: inbox, pending set, conv hash, transcript, outbox items, outbox due
-# ARGV: expected platform id, state json, now, conv key, then (reply entry json, item json) pairs
+# KEYS: inbox, pending set, conv hash, transcript, outbox items, outbox due, tickets hash,
+#       then each ticket's requester index
+# ARGV: expected platform id, state json, due, conv key, ticket count, extra item count,
+#       then (number, ticket json, opened_at) per ticket, (id, item json) per extra item,
+#       then (reply entry json, item json) pairs
 _COMPLETE = """
 local head = redis.call('LINDEX', KEYS[1], 0)
 if not head then return redis.error_reply('nothing pending') end
@@ -45,8 +60,22 @@ if cjson.decode(head)['platform_message_id'] ~= ARGV[1] then return redis.error_
 redis.call('LPOP', KEYS[1])
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
 redis.call('HSET', KEYS[3], 'state', ARGV[2])
+local n_tickets = tonumber(ARGV[5])
+local n_items = tonumber(ARGV[6])
+local i = 7
+for t = 1, n_tickets do
+  redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[7 + t], ARGV[i + 2], ARGV[i])
+  i = i + 3
+end
+for _ = 1, n_items do
+  if redis.call('HSETNX', KEYS[5], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('ZADD', KEYS[6], ARGV[3], ARGV[i])
+  end
+  i = i + 2
+end
 local seqs = {}
-for i = 5, #ARGV, 2 do
+while i <= #ARGV do
   local seq = redis.call('RPUSH', KEYS[4], ARGV[i])
   -- the item's JSON has no seq yet: append it as text rather than re-encode (cjson would
   -- turn an empty list into an empty object)
@@ -55,6 +84,7 @@ for i = 5, #ARGV, 2 do
   redis.call('HSET', KEYS[5], id, item)
   redis.call('ZADD', KEYS[6], ARGV[3], id)
   table.insert(seqs, seq)
+  i = i + 2
 end
 return seqs
 """
@@ -163,7 +193,11 @@ class RedisStore(Store):
 
     async def accept(self, inbound: Inbound) -> AcceptResult:
         conv = inbound.conversation_key
-        placeholder = transcript_entry_for(inbound, 0).to_dict()
+        placeholder = (
+            json.dumps(transcript_entry_for(inbound, 0).to_dict(), ensure_ascii=False)
+            if records_transcript(inbound)
+            else ""
+        )
         seq = await self._run(
             "accept",
             [
@@ -174,12 +208,14 @@ class RedisStore(Store):
             ],
             [
                 json.dumps(inbound.to_dict(), ensure_ascii=False),
-                json.dumps(placeholder, ensure_ascii=False),
+                placeholder,
                 self.seen_seconds,
                 conv,
             ],
         )
-        return AcceptResult(True, int(seq)) if seq else AcceptResult(False, None)
+        if not seq:
+            return AcceptResult(False, None)
+        return AcceptResult(True, int(seq) if int(seq) > 0 else None)
 
     async def pending(self, conversation_key: str) -> list[Inbound]:
         raw = await self.client.lrange(self._key("inbox", conversation_key), 0, -1)
@@ -189,7 +225,12 @@ class RedisStore(Store):
         return sorted(str(k) for k in await self.client.smembers(self._key("pending")))
 
     async def complete(
-        self, inbound: Inbound, state: ConversationState, replies: Sequence[Outbound], due: datetime
+        self,
+        inbound: Inbound,
+        state: ConversationState,
+        replies: Sequence[Outbound],
+        due: datetime,
+        effects: Effects = NO_EFFECTS,
     ) -> list[OutboxItem]:
         conv = inbound.conversation_key
         args: list[Any] = [
@@ -197,7 +238,17 @@ class RedisStore(Store):
             json.dumps(state.to_dict(), ensure_ascii=False),
             due.timestamp(),
             conv,
+            len(effects.tickets),
+            len(effects.items),
         ]
+        for ticket in effects.tickets:
+            args += [
+                ticket.number,
+                json.dumps(ticket.to_dict(), ensure_ascii=False),
+                ticket.opened_at.timestamp(),
+            ]
+        for extra in effects.items:
+            args += [extra.id, json.dumps(extra.to_dict(), ensure_ascii=False)]
         items = [OutboxItem.for_reply(reply) for reply in replies]
         for reply, item in zip(replies, items, strict=True):
             args.append(json.dumps(transcript_entry_for(reply, 0).to_dict(), ensure_ascii=False))
@@ -213,13 +264,34 @@ class RedisStore(Store):
                 self._key("transcript", conv),
                 self._key("outbox", "items"),
                 self._key("outbox", "due"),
+                self._key("tickets"),
+                *(self._key("tickets-of", t.requester.id) for t in effects.tickets),
             ],
             args,
         )
         return [
-            OutboxItem(item.id, item.destination, item.body, int(seq))
-            for item, seq in zip(items, seqs, strict=True)
+            *(
+                OutboxItem(item.id, item.destination, item.body, int(seq))
+                for item, seq in zip(items, seqs, strict=True)
+            ),
+            *effects.items,
         ]
+
+    async def ticket(self, number: str) -> Ticket | None:
+        raw = await self.client.hget(self._key("tickets"), number)
+        return Ticket.from_dict(json.loads(raw)) if raw else None
+
+    async def tickets_of(self, requester_id: str, limit: int = 50) -> list[Ticket]:
+        found = await self.client.zrevrange(self._key("tickets-of", requester_id), 0, limit - 1)
+        numbers = [str(n) for n in found]
+        if not numbers:
+            return []
+        raw = await self.client.hmget(self._key("tickets"), numbers)
+        return [Ticket.from_dict(json.loads(data)) for data in raw if data]
+
+    async def remember_once(self, name: str, ttl_seconds: float) -> bool:
+        key = self._key("remembered", name)
+        return bool(await self.client.set(key, "1", nx=True, px=max(1, int(ttl_seconds * 1000))))
 
     async def load_state(self, conversation_key: str) -> ConversationState | None:
         raw = await self.client.hget(self._key("conv", conversation_key), "state")
