@@ -1,0 +1,244 @@
+"""What a request already says about itself, before anyone asks: its category (from the
+understood intent, else keywords), who is affected, how blocked the person is, whether it is
+a security matter, the device or application, since when, and how to reach them. A value the
+text does not give stays None, and the qualification dialogue asks for it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nlu.engine import Parse
+from nlu.text import fold
+from triage.config import TriageSettings
+
+# Accent-folded phrases, French and English. Checked in order: the first level that matches wins.
+IMPACT_PHRASES: Sequence[tuple[str, Sequence[str]]] = (
+    (
+        "organisation",
+        (
+            "tout le monde",
+            "toute la boite",
+            "toute l'entreprise",
+            "toute la societe",
+            "tous les sites",
+            "tout le batiment",
+            "tout l'etage",
+            "personne ne peut",
+            "personne n'arrive",
+            "aucun utilisateur",
+            "tous les utilisateurs",
+            "tous les collaborateurs",
+            "tous les postes",
+            "everyone",
+            "everybody",
+            "nobody can",
+            "no one can",
+            "the whole company",
+            "the whole office",
+            "whole building",
+            "all users",
+            "all staff",
+            "company-wide",
+            "entire company",
+            "entire office",
+            "whole floor",
+            "site entier",
+        ),
+    ),
+    (
+        "team",
+        (
+            "mon equipe",
+            "toute l'equipe",
+            "notre equipe",
+            "mes collegues",
+            "plusieurs collegues",
+            "le service",
+            "tout le service",
+            "notre service",
+            "plusieurs personnes",
+            "nous sommes plusieurs",
+            "on est plusieurs",
+            "my team",
+            "our team",
+            "the whole team",
+            "my colleagues",
+            "several colleagues",
+            "several people",
+            "our department",
+            "the department",
+            "a few of us",
+            "several of us",
+            "whole team",
+        ),
+    ),
+    (
+        "individual",
+        ("juste moi", "seulement moi", "que moi", "moi seul", "only me", "just me", "only my", "just my"),
+    ),
+)
+
+URGENCY_PHRASES: Sequence[tuple[str, Sequence[str]]] = (
+    (
+        "high",
+        (
+            "urgent",
+            "urgence",
+            "bloque",
+            "bloquant",
+            "impossible de travailler",
+            "je ne peux plus travailler",
+            "je ne peux pas travailler",
+            "on ne peut plus travailler",
+            "plus rien ne marche",
+            "completement en panne",
+            "totalement en panne",
+            "a l'arret",
+            "asap",
+            "au plus vite",
+            "tout de suite",
+            "immediatement",
+            "critique",
+            "blocked",
+            "blocking",
+            "can't work",
+            "cannot work",
+            "can not work",
+            "unable to work",
+            "completely down",
+            "totally down",
+            "is down",
+            "are down",
+            "urgently",
+            "emergency",
+            "critical",
+            "right now",
+            "immediately",
+            "production down",
+            "outage",
+            "panne generale",
+        ),
+    ),
+    (
+        "low",
+        (
+            "pas urgent",
+            "quand vous pourrez",
+            "quand vous aurez le temps",
+            "rien de grave",
+            "pas presse",
+            "pas pressé",
+            "a l'occasion",
+            "pour info",
+            "pas bloquant",
+            "no rush",
+            "not urgent",
+            "when you can",
+            "when you have time",
+            "whenever",
+            "low priority",
+            "not blocking",
+            "no hurry",
+            "nice to have",
+        ),
+    ),
+    (
+        "medium",
+        (
+            "lent",
+            "lente",
+            "ralenti",
+            "genant",
+            "de temps en temps",
+            "parfois",
+            "par moments",
+            "intermittent",
+            "slow",
+            "sometimes",
+            "annoying",
+            "from time to time",
+            "now and then",
+            "workaround",
+            "contournement",
+        ),
+    ),
+)
+
+SECURITY_WORDS = (
+    "phishing", "hameconnage", "virus", "ransomware", "rancongiciel", "malware", "pirate", "piratage",
+    "hacked", "hacker", "compromis", "compromised", "vol de", "vole", "stolen", "perdu mon", "lost my",
+    "mail suspect", "suspicious", "arnaque", "scam", "fuite de donnees", "data leak", "chiffre mes fichiers",
+    "encrypted my files", "rancon", "ransom",
+)  # fmt: skip
+
+_SINCE = re.compile(r"\b(?:depuis|since|for the (?:last|past)|il y a)\s+([^,.;!?]{2,40})", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    category: str
+    category_confidence: float
+    impact: str | None
+    urgency: str | None
+    security: bool
+    device: str | None
+    since: str | None
+    contact: dict[str, str] = field(default_factory=dict)
+
+
+def _first_level(folded: str, table: Sequence[tuple[str, Sequence[str]]]) -> str | None:
+    for level, phrases in table:
+        if any(_has(folded, fold(p)) for p in phrases):
+            return level
+    return None
+
+
+def _has(folded: str, phrase: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", folded) is not None
+
+
+def category_of(text: str, parse: Parse | None, settings: TriageSettings) -> tuple[str, float]:
+    """The category from the understood intent when it is sure enough, else from keywords."""
+    by_intent = {i: c.name for c in settings.categories for i in c.intents}
+    if parse is not None:
+        ranking = list(parse.ranking) or ([parse.intent] if parse.intent else [])
+        for scored in ranking[:3]:
+            if scored.name in by_intent and scored.confidence >= 0.35:
+                return by_intent[scored.name], scored.confidence
+    folded = fold(text)
+    best, hits = settings.default_category, 0
+    for category in settings.categories:
+        count = sum(
+            1 for k in category.keywords if _has(folded, fold(k)) or (len(k) >= 5 and fold(k) in folded)
+        )
+        if count > hits:
+            best, hits = category.name, count
+    return best, (0.3 if hits else 0.0)
+
+
+def assess(text: str, parse: Parse | None, settings: TriageSettings, language: str) -> Assessment:
+    folded = fold(text)
+    category, confidence = category_of(text, parse, settings)
+    security = category == "security" or any(_has(folded, fold(w)) for w in SECURITY_WORDS)
+    if security and confidence < 0.5:
+        category = "security" if settings.category("security") else category
+    entities = parse.entities if parse is not None else ()
+    device = next((e.value for e in entities if e.entity in ("asset_tag", "hostname")), None) or next(
+        (e.value for e in entities if e.entity == "application"), None
+    )
+    since = next((e.text for e in entities if e.entity == "time"), None)
+    if since is None and (match := _SINCE.search(text)):
+        since = match.group(0).strip()
+    contact = {e.entity: e.value for e in entities if e.entity in ("email", "phone")}
+    return Assessment(
+        category=category,
+        category_confidence=confidence,
+        impact=_first_level(folded, IMPACT_PHRASES),
+        urgency=_first_level(folded, URGENCY_PHRASES),
+        security=security,
+        device=device,
+        since=since,
+        contact=contact,
+    )
