@@ -5,24 +5,30 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import secrets
 import signal
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from bot.admin_api import AdminApi
 from bot.config import Configuration
+from bot.desk import TicketDesk
+from bot.errors import ConfigError
 from bot.kb_watch import KnowledgeBaseWatcher
-from bot.manager import ConversationManager, Outbox
+from bot.level2_api import Level2Api
+from bot.manager import LEASE_SECONDS, ConversationManager, Outbox, WebhookTarget
 from bot.messages import TranscriptEntry, conversation_key
 from bot.nlu_api import NluApi
 from bot.policy import Policy
 from bot.settings import Settings
 from bot.store.base import Store
 from channels.base import Channel
+from handoff.signing import new_secret
 from nlu.engine import BuiltinEngine, RasaEngine
+from nlu.problems import DataProblem
 
 log = logging.getLogger("guichet")
 
@@ -32,7 +38,11 @@ def model_dir(settings: Settings) -> Path:
 
 
 def make_store(configuration: Configuration) -> Store:
-    store = configuration.settings.store
+    return make_store_for(configuration.settings)
+
+
+def make_store_for(settings: Settings) -> Store:
+    store = settings.store
     if store.kind == "redis":
         from bot.store.redis import RedisStore
 
@@ -55,28 +65,53 @@ class Guichet:
         self.rasa = (
             RasaEngine(nlu.rasa_url, self.engine, timeout=nlu.rasa_timeout_seconds) if nlu.rasa_url else None
         )
+        self.desk = TicketDesk(self.store, self.settings, self.settings.handoff.events_url or "")
         self.policy = Policy(
             self.rasa or self.engine,
             self.engine,
             self.settings.answering,
             self.settings.organisation,
-            self._ticket_number,
+            self.desk,
+            self.settings.triage,
         )
         self.kb_watcher = KnowledgeBaseWatcher(self.settings.config_dir / "kb", self.engine)
-        self.outbox = Outbox(self.store, self.settings.outbox)
+        self.outbox = Outbox(self.store, self.settings.outbox, self.settings.handoff.retry_schedule_seconds)
         self.manager = ConversationManager(self.store, self.policy, self.outbox)
         self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
         self.http.router.add_get("/healthz", self._health)
         self.nlu_api = NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
+        self.queue_secrets: dict[str, list[str]] = {}
+        self.level2 = Level2Api(self.http, self.store, self.manager, self.queue_secrets.get)
+        self.admin = AdminApi(self.http, self.store)
         self.channels: dict[str, Channel] = {}
         self._runner: web.AppRunner | None = None
         self._model_task: asyncio.Task[None] | None = None
         self.url = ""
 
-    async def _ticket_number(self) -> str:
-        year = datetime.now(UTC).year
-        number = await self.store.next_number(f"tickets-{year}")
-        return self.settings.tickets.number_format.format(year=year, number=number)
+    async def _connect_queues(self) -> None:
+        """Each level-2 queue's signing secret: from the environment variable it names, or one
+        Guichet makes once and keeps in its store (`guichet handoff queues` shows it)."""
+        for name, queue in self.settings.handoff.queues.items():
+            if queue.secret_env:
+                value = os.environ.get(queue.secret_env)
+                if not value:
+                    raise ConfigError(
+                        [
+                            DataProblem(
+                                Path(f"${queue.secret_env}"),
+                                None,
+                                f"queue {name!r}: the environment variable {queue.secret_env} is not set",
+                                f"export {queue.secret_env}=whsec_…, or remove secret_env to let Guichet make one",
+                            )
+                        ]
+                    )
+                secret = value
+            else:
+                secret = await self.store.secret(f"queue:{name}", new_secret())
+            self.queue_secrets[name] = secret.split()
+            self.outbox.register_webhook(
+                name, WebhookTarget(queue.url, secret.split()[0], queue.timeout_seconds)
+            )
 
     async def _health(self, request: web.Request) -> web.Response:
         model = "ready" if self.engine.classifier is not None else "training"
@@ -142,6 +177,7 @@ class Guichet:
         if self.rasa is not None:
             await self.rasa.start()
         try:
+            await self._connect_queues()
             await self._build_channels()
             for name, channel in self.channels.items():
                 self.outbox.register(name, channel.send)
@@ -157,7 +193,14 @@ class Guichet:
             raise
         address = self._runner.addresses[0]
         self.url = f"http://{address[0]}:{address[1]}"
+        if not self.desk.events_url:
+            self.desk.events_url = f"{self.url}/handoff/events"
+        self.admin.write_token(Path(self.settings.store.path), self.url)
         self.manager.start()
+        if self.settings.store.kind == "embedded":
+            # One process owns the embedded store: what it had leased before a crash is due now.
+            while await self.outbox.sweep_once(horizon_seconds=LEASE_SECONDS) == 200:
+                pass
         self.outbox.start()
         if self.settings.nlu.watch_kb_seconds:
             self.kb_watcher.start(self.settings.nlu.watch_kb_seconds)

@@ -54,12 +54,25 @@ def main(argv: list[str] | None = None) -> None:
             "--config", type=Path, default=None, help="configuration directory (default: ./config)"
         )
 
+    handoff = commands.add_parser("handoff", help="level-2 queues and handoffs that could not be delivered")
+    handoff_commands = handoff.add_subparsers(dest="handoff_command", required=True)
+    dead = handoff_commands.add_parser("dead-letters", help="list (and replay) handoffs that kept failing")
+    dead.add_argument("--replay", action="append", default=[], metavar="ID", help="send this one again")
+    dead.add_argument("--replay-all", action="store_true", help="send every dead letter again")
+    queues = handoff_commands.add_parser("queues", help="the level-2 queues and their signing secrets")
+    for sub in (dead, queues):
+        sub.add_argument(
+            "--config", type=Path, default=None, help="configuration directory (default: ./config)"
+        )
+
     args = parser.parse_args(argv)
     config_dir: Path = args.config or default_config_dir()
     if args.command == "check":
         sys.exit(_check(config_dir))
     if args.command == "nlu":
         sys.exit(_nlu(args, config_dir))
+    if args.command == "handoff":
+        sys.exit(_handoff(args, config_dir))
     sys.exit(_run(config_dir, args.host, args.port, args.log_level))
 
 
@@ -96,6 +109,21 @@ def _nlu(args: argparse.Namespace, config_dir: Path) -> int:
         return 2
     except (OSError, ValueError) as exc:
         print(f"guichet nlu: {exc}", file=sys.stderr)
+        return 2
+
+
+def _handoff(args: argparse.Namespace, config_dir: Path) -> int:
+    from bot import handoff_cli
+
+    try:
+        if args.handoff_command == "queues":
+            return handoff_cli.queues(config_dir)
+        return handoff_cli.dead_letters(config_dir, args.replay, args.replay_all)
+    except GuichetError as exc:
+        print(f"guichet handoff: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"guichet handoff: cannot reach the running Guichet: {exc}", file=sys.stderr)
         return 2
 
 

@@ -12,40 +12,74 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+import aiohttp
+
 from bot.errors import DeliveryError, StoreError
 from bot.messages import AcceptResult, Inbound, Outbound, new_id, utcnow
 from bot.policy import Policy
 from bot.settings import OutboxSettings
-from bot.store.base import ConversationState, OutboxItem, Store
+from bot.store.base import NO_EFFECTS, ConversationState, OutboxItem, Store
 from bot.texts import say
+from handoff.webhook import post
 
 log = logging.getLogger("guichet.manager")
 
 # The time a process holds a conversation or an outbox item before another may take it over.
 LEASE_SECONDS = 30.0
 
+WEBHOOK = "webhook:"
+
 # The channel side of delivery: (message, its transcript seq) → sent, or DeliveryError.
 Sender = Callable[[Outbound, int | None], Awaitable[None]]
 
 
-class Outbox:
-    """Delivers outbox items to their channel: at once when possible, later with backoff if not."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """A level-2 queue as the outbox sees it: where to post and the secret to sign with."""
 
-    def __init__(self, store: Store, settings: OutboxSettings) -> None:
+    url: str
+    secret: str
+    timeout_seconds: float
+
+
+class Outbox:
+    """Delivers outbox items: chat replies to their channel, handoff documents to their level-2
+    queue's webhook; at once when possible, later with backoff if not, then a dead letter."""
+
+    def __init__(
+        self, store: Store, settings: OutboxSettings, webhook_schedule: tuple[float, ...] = (5.0,)
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.webhook_schedule = webhook_schedule
         self.senders: dict[str, Sender] = {}
+        self.webhooks: dict[str, WebhookTarget] = {}
+        self._session: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[bool]] = set()
+        self._parallel = asyncio.Semaphore(32)
 
     def register(self, channel_name: str, sender: Sender) -> None:
         self.senders[f"channel:{channel_name}"] = sender
 
+    def register_webhook(self, queue: str, target: WebhookTarget) -> None:
+        self.webhooks[queue] = target
+
+    def deliver_soon(self, item: OutboxItem) -> None:
+        task = asyncio.create_task(self.deliver(item), name=f"deliver {item.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def deliver(self, item: OutboxItem) -> bool:
+        if item.destination.startswith(WEBHOOK):
+            async with self._parallel:
+                return await self._deliver_webhook(item)
         sender = self.senders.get(item.destination)
         try:
             if sender is None:
@@ -60,6 +94,34 @@ class Outbox:
             return False
         await self.store.delivered(item.id)
         return True
+
+    async def _deliver_webhook(self, item: OutboxItem) -> bool:
+        queue = item.destination[len(WEBHOOK) :]
+        target = self.webhooks.get(queue)
+        if target is None:
+            await self._failed(item, f"no level-2 queue named {queue!r} is configured", permanent=False)
+            return False
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        # The same bytes on every attempt: the signature covers them and the receiver
+        # deduplicates on the id.
+        body = json.dumps(item.body, ensure_ascii=False, separators=(",", ":")).encode()
+        attempt = await post(self._session, target.url, target.secret, item.id, body, target.timeout_seconds)
+        if attempt.outcome == "delivered":
+            await self.store.delivered(item.id)
+            return True
+        attempts = item.attempts + 1
+        error = f"{attempt.outcome}: {attempt.error or attempt.status}"
+        if attempt.outcome in ("gone", "rejected") or attempts > len(self.webhook_schedule):
+            log.warning(
+                "handoff %s to queue %s dead-lettered after %d attempts: %s", item.id, queue, attempts, error
+            )
+            await self.store.dead_letter(item.id, attempts, error)
+            return False
+        delay = self.webhook_schedule[attempts - 1] * random.uniform(0.8, 1.2)
+        delay = max(delay, attempt.retry_after or 0.0)
+        await self.store.retry_later(item.id, attempts, utcnow() + timedelta(seconds=delay), error)
+        return False
 
     async def _failed(self, item: OutboxItem, error: str, *, permanent: bool) -> None:
         attempts = item.attempts + 1
@@ -85,11 +147,23 @@ class Outbox:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    async def sweep_once(self) -> int:
-        items = await self.store.claim_due(utcnow(), 200, LEASE_SECONDS)
+    async def sweep_once(self, horizon_seconds: float = 0.0) -> int:
+        """Deliver what is due (or due within the horizon: after a restart of the only
+        process, the leases it held before it died are void)."""
+        items = await self.store.claim_due(utcnow() + timedelta(seconds=horizon_seconds), 200, LEASE_SECONDS)
+        # Chat replies in order; webhooks side by side (a slow receiver must not hold the rest).
+        hooks = [i for i in items if i.destination.startswith(WEBHOOK)]
         for item in items:
-            await self.deliver(item)
+            if not item.destination.startswith(WEBHOOK):
+                await self.deliver(item)
+        if hooks:
+            await asyncio.gather(*(self.deliver(item) for item in hooks))
         return len(items)
 
     async def _sweep(self, interval: float) -> None:
@@ -153,8 +227,10 @@ class ConversationManager:
             await self.store.unlock(key, self.owner)
 
     async def _handle(self, state: ConversationState, inbound: Inbound) -> ConversationState:
+        effects = NO_EFFECTS
         try:
-            new_state, replies = await self.policy.handle(state, inbound)
+            outcome = await self.policy.handle(state, inbound)
+            new_state, replies, effects = outcome.state, outcome.replies, outcome.effects
         except Exception:
             # A bug in the policy must neither lose the message nor loop on it forever.
             log.exception("policy failed on a message of %s", inbound.conversation_key)
@@ -169,10 +245,13 @@ class ConversationManager:
             ]
         replies = _mark_last(replies)
         items = await self.store.complete(
-            inbound, new_state, replies, utcnow() + timedelta(seconds=LEASE_SECONDS)
+            inbound, new_state, replies, utcnow() + timedelta(seconds=LEASE_SECONDS), effects
         )
         for item in items:
-            await self.outbox.deliver(item)
+            if item.destination.startswith("channel:"):
+                await self.outbox.deliver(item)
+            else:  # a webhook may take seconds: the conversation does not wait for it
+                self.outbox.deliver_soon(item)
         return new_state
 
     async def recover(self, min_age_seconds: float = 0.0) -> None:

@@ -1,18 +1,22 @@
 """The answering policy: what the bot says next, given what it remembers and what it understood.
 
-The ladder: small talk when the message is small talk; otherwise the knowledge base — one
-article when one is clearly right, a short choice list when a few are close, and when none
-fits, say so and offer a ticket. Choices come back either as a button payload or as the
-number or title typed on a channel without buttons.
+The conversation is in one of four modes. "bot": the ladder — small talk when the message is
+small talk; otherwise the knowledge base (one article when one is clearly right, then "did
+this help?"; a short choice list when a few are close; when none fits, say so and offer a
+ticket). "qualifying": the short dialogue that asks what a ticket still needs. "handed_off"
+and "human": level 2 holds the ticket; the bot relays and only answers "where is my
+ticket?" and "cancel". Level-2 events arrive as messages of the conversation, in order.
+Choices come back either as a button payload or as the number or title typed on a channel
+without buttons.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
+from bot.desk import Outcome, TicketDesk
 from bot.messages import Choice, Inbound, Outbound
 from bot.settings import AnsweringSettings
 from bot.store.base import ConversationState
@@ -20,12 +24,13 @@ from bot.texts import say
 from nlu.engine import BuiltinEngine, NluEngine, Parse
 from nlu.retrieval import KbMatch
 from nlu.text import fold
+from triage.assess import assess
+from triage.config import TriageSettings
+from triage.slots import missing, parse_answer, question
 
 SMALLTALK = frozenset(
     {"greet", "goodbye", "thanks", "help", "affirm", "deny", "request_human", "ticket_status"}
 )
-
-NumberAllocator = Callable[[], Awaitable[str]]
 
 
 class Policy:
@@ -35,30 +40,39 @@ class Policy:
         builtin: BuiltinEngine,
         answering: AnsweringSettings,
         organisation: str,
-        open_ticket: NumberAllocator,
+        desk: TicketDesk,
+        triage: TriageSettings,
     ) -> None:
         self.engine = engine
         self.builtin = builtin  # holds the knowledge base's articles, whichever engine understands
         self.answering = answering
         self.organisation = organisation
-        self.open_ticket = open_ticket
+        self.desk = desk
+        self.triage = triage
 
-    async def handle(
-        self, state: ConversationState, inbound: Inbound
-    ) -> tuple[ConversationState, list[Outbound]]:
+    async def handle(self, state: ConversationState, inbound: Inbound) -> Outcome:
+        if inbound.sender == "agent":
+            return await self.desk.level2_event(state, inbound)
         parse = await self.engine.parse(inbound.text, inbound.language or state.language)
-        language = parse.language
+        pending = state.pending
+        payload = _picked(inbound, pending.get("options", [])) if pending.get("kind") == "choice" else None
+        # A picked choice, or an answer to a qualification question ("PC-123", an email),
+        # says nothing of the language: the conversation keeps its own.
+        keep = payload is not None or state.mode == "qualifying"
+        language = state.language if keep and state.language else parse.language
         turn = _Turn(inbound, language)
         if state.language != language:
             state = dataclasses.replace(state, language=language)
 
-        pending = state.pending
         if pending.get("kind") == "choice":
-            payload = _picked(inbound, pending.get("options", []))
             state = dataclasses.replace(state, pending={})
             if payload is not None:
-                return await self._act(state, turn, payload)
-            # Anything else is a new request: answer it as one.
+                return await self._act(state, turn, payload, parse)
+            # Anything else is a new request (or, with level 2, words for the technician).
+        if state.mode == "qualifying":
+            return await self._qualify(state, turn, parse)
+        if state.mode in ("handed_off", "human"):
+            return await self._with_level2(state, turn, parse)
 
         intent = parse.intent
         best_kb = parse.kb_matches[0].score if parse.kb_matches else 0.0
@@ -71,33 +85,30 @@ class Policy:
             # ("bonjour, mon imprimante n'imprime plus" deserves the printer article).
             and best_kb < self.answering.answer_threshold
         ):
-            return await self._smalltalk(state, turn, intent.name)
+            return await self._smalltalk(state, turn, intent.name, parse)
+        if _ticket_number(parse) is not None:
+            return await self._status(state, turn, parse)
         return self._answer_from_kb(state, turn, parse)
 
-    async def _smalltalk(
-        self, state: ConversationState, turn: _Turn, intent: str
-    ) -> tuple[ConversationState, list[Outbound]]:
+    async def _smalltalk(self, state: ConversationState, turn: _Turn, intent: str, parse: Parse) -> Outcome:
         lang = turn.language
         if intent == "greet":
-            return state, [turn.reply(say("greet", lang, organisation=self.organisation))]
+            return Outcome(state, [turn.reply(say("greet", lang, organisation=self.organisation))])
         if intent in ("goodbye", "thanks", "help", "out_of_scope"):
-            return state, [turn.reply(say(intent, lang))]
+            return Outcome(state, [turn.reply(say(intent, lang))])
         if intent == "request_human":
             if not state.facts.get("last_request"):
-                return state, [turn.reply(say("describe_first", lang))]
-            return self._offer_ticket(state, turn, "offer_ticket")
+                return Outcome(state, [turn.reply(say("describe_first", lang))])
+            return await self._start_qualifying(state, turn, "qualify_start")
         if intent == "ticket_status":
-            tickets = state.facts.get("tickets", [])
-            if not tickets:
-                return state, [turn.reply(say("no_ticket", lang))]
-            return state, [
-                turn.reply(say("ticket_status", lang, tickets=", ".join(t["number"] for t in tickets)))
-            ]
-        return state, [turn.reply(say("ack", lang))]
+            return await self._status(state, turn, parse)
+        return Outcome(state, [turn.reply(say("ack", lang))])
 
-    def _answer_from_kb(
-        self, state: ConversationState, turn: _Turn, parse: Parse
-    ) -> tuple[ConversationState, list[Outbound]]:
+    async def _status(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
+        replies = await self.desk.status(state, turn.inbound, turn.language, _ticket_number(parse))
+        return Outcome(state, replies)
+
+    def _answer_from_kb(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
         matches = parse.kb_matches
         settings = self.answering
         state = dataclasses.replace(state, facts={**state.facts, "last_request": turn.inbound.text})
@@ -117,36 +128,35 @@ class Policy:
             return self._choose(state, turn, close)
         return self._offer_ticket(state, turn, "no_answer")
 
-    def _article(
-        self, state: ConversationState, turn: _Turn, article_id: str, language: str
-    ) -> tuple[ConversationState, list[Outbound]]:
+    def _article(self, state: ConversationState, turn: _Turn, article_id: str, language: str) -> Outcome:
         article = self.builtin.article(language, article_id)
         if article is None:  # the knowledge base changed since the choice was offered
             return self._offer_ticket(state, turn, "no_answer")
         suggested = [*state.facts.get("suggested", []), article.id][-20:]
-        state = dataclasses.replace(state, facts={**state.facts, "suggested": suggested})
-        return state, [turn.reply(f"{article.title}\n\n{article.body}")]
+        lang = turn.language
+        choices = [Choice(say("helped_yes", lang), "helped:yes"), Choice(say("helped_no", lang), "helped:no")]
+        state = dataclasses.replace(
+            state, pending=_pending(choices), facts={**state.facts, "suggested": suggested}
+        )
+        return Outcome(
+            state,
+            [turn.reply(f"{article.title}\n\n{article.body}"), turn.reply(say("did_it_help", lang), choices)],
+        )
 
-    def _choose(
-        self, state: ConversationState, turn: _Turn, matches: Sequence[KbMatch]
-    ) -> tuple[ConversationState, list[Outbound]]:
+    def _choose(self, state: ConversationState, turn: _Turn, matches: Sequence[KbMatch]) -> Outcome:
         lang = turn.language
         choices = [Choice(m.title, f"article:{m.language}:{m.article_id}") for m in matches]
         choices.append(Choice(say("none_of_these", lang), "none"))
         state = dataclasses.replace(state, pending=_pending(choices))
-        return state, [turn.reply(say("choose", lang), choices)]
+        return Outcome(state, [turn.reply(say("choose", lang), choices)])
 
-    def _offer_ticket(
-        self, state: ConversationState, turn: _Turn, text_key: str
-    ) -> tuple[ConversationState, list[Outbound]]:
+    def _offer_ticket(self, state: ConversationState, turn: _Turn, text_key: str) -> Outcome:
         lang = turn.language
         choices = [Choice(say("yes_open", lang), "ticket:yes"), Choice(say("no_thanks", lang), "ticket:no")]
         state = dataclasses.replace(state, pending=_pending(choices))
-        return state, [turn.reply(say(text_key, lang), choices)]
+        return Outcome(state, [turn.reply(say(text_key, lang), choices)])
 
-    async def _act(
-        self, state: ConversationState, turn: _Turn, payload: str
-    ) -> tuple[ConversationState, list[Outbound]]:
+    async def _act(self, state: ConversationState, turn: _Turn, payload: str, parse: Parse) -> Outcome:
         lang = turn.language
         if payload.startswith("article:"):
             _, language, article_id = payload.split(":", 2)
@@ -154,18 +164,105 @@ class Policy:
         if payload == "none":
             return self._offer_ticket(state, turn, "offer_ticket")
         if payload == "ticket:yes":
-            number = await self.open_ticket()
-            ticket: dict[str, Any] = {
-                "number": number,
-                "request": state.facts.get("last_request", ""),
-                "opened_at": datetime.now(UTC).isoformat(),
-                "status": "open",
-            }
-            facts = {**state.facts, "tickets": [*state.facts.get("tickets", []), ticket]}
-            return dataclasses.replace(state, facts=facts), [
-                turn.reply(say("ticket_opened", lang, number=number))
-            ]
-        return state, [turn.reply(say("ack", lang))]
+            return await self._start_qualifying(state, turn, "qualify_start")
+        if payload == "helped:yes":
+            # Solved at level 1: counted, and nothing reaches level 2.
+            solved = int(state.facts.get("solved_at_level1", 0)) + 1
+            facts = {**state.facts, "solved_at_level1": solved, "last_request": None}
+            return Outcome(dataclasses.replace(state, facts=facts), [turn.reply(say("glad", lang))])
+        if payload == "helped:no":
+            return await self._start_qualifying(state, turn, "sorry_qualify")
+        if payload.startswith("resolved:"):
+            _, answer, number = payload.split(":", 2)
+            return await self.desk.confirm_resolution(state, turn.inbound, lang, number, answer == "yes")
+        if payload.startswith("slot:"):  # a choice of the qualification dialogue
+            return await self._qualify(state, turn, parse, payload.split(":", 2)[2])
+        return Outcome(state, [turn.reply(say("ack", lang))])
+
+    # Qualifying ----------------------------------------------------------------------------
+    async def _start_qualifying(self, state: ConversationState, turn: _Turn, intro: str) -> Outcome:
+        """Begin the dialogue with what is already known: the request's own words, what the
+        understanding found in them, and what the channel tells (a verified email)."""
+        request = str(state.facts.get("last_request") or turn.inbound.text)
+        parse = await self.engine.parse(request, turn.language)
+        found = assess(request, parse, self.triage, turn.language)
+        draft: dict[str, Any] = {"description": request, "category": found.category}
+        for slot in ("impact", "urgency", "device", "since"):
+            value = getattr(found, slot)
+            if value:
+                draft[slot] = value
+        draft.update({k: v for k, v in found.contact.items() if v})
+        if turn.inbound.user_email:
+            draft.setdefault("email", turn.inbound.user_email)
+        state = dataclasses.replace(state, mode="qualifying", facts={**state.facts, "draft": draft})
+        outcome = await self._next_question(state, turn, parse)
+        return Outcome(
+            outcome.state, [turn.reply(say(intro, turn.language)), *outcome.replies], outcome.effects
+        )
+
+    async def _qualify(
+        self, state: ConversationState, turn: _Turn, parse: Parse, picked: str | None = None
+    ) -> Outcome:
+        draft = dict(state.facts.get("draft") or {})
+        slot = str(state.pending.get("slot") or "") if state.pending.get("kind") == "slot" else ""
+        if not slot:  # the pending choice of this slot was consumed by _picked
+            slot = str(state.facts.get("asking") or "description")
+        answer = parse_answer(slot, picked if picked is not None else turn.inbound.text, turn.language)
+        if answer.kind == "cancel":
+            facts = {**state.facts, "draft": {}, "asking": None}
+            new_state = dataclasses.replace(state, mode="bot", pending={}, facts=facts)
+            return Outcome(new_state, [turn.reply(say("qualify_cancelled", turn.language))])
+        if answer.kind == "value":
+            _set(draft, slot, answer.value)
+        elif answer.kind == "correct" and answer.slot:
+            _set(draft, answer.slot, answer.value)
+        elif answer.kind == "skip":
+            draft["skipped"] = [*draft.get("skipped", []), slot]
+        else:  # unclear: ask again once, then move on rather than trap the person
+            unclear = int(state.facts.get("unclear", 0)) + 1
+            if unclear >= 2:
+                draft["skipped"] = [*draft.get("skipped", []), slot]
+                unclear = 0
+            state = dataclasses.replace(state, facts={**state.facts, "unclear": unclear})
+        state = dataclasses.replace(state, facts={**state.facts, "draft": draft})
+        return await self._next_question(state, turn, parse)
+
+    async def _next_question(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
+        draft = dict(state.facts.get("draft") or {})
+        skipped = set(draft.get("skipped", []))
+        todo = [s for s in missing(draft, self.triage) if s not in skipped]
+        if not todo:
+            description = str(draft.get("description") or "")
+            about = await self.engine.parse(description, turn.language) if description else parse
+            facts = {**state.facts, "asking": None, "unclear": 0}
+            return await self.desk.open_ticket(
+                dataclasses.replace(state, facts=facts), turn.inbound, turn.language, draft, about
+            )
+        slot = todo[0]
+        text, options = question(slot, turn.language, draft)
+        choices = [Choice(title, f"slot:{slot}:{value}") for title, value in options]
+        pending: dict[str, Any] = {"kind": "slot", "slot": slot}
+        if choices:
+            pending = {**_pending(choices), "slot": slot}
+        # The "skip / cancel" hint is given with the first question only.
+        facts = {**state.facts, "asking": slot, "draft": {**draft, "_hinted": True}}
+        new_state = dataclasses.replace(state, pending=pending, facts=facts)
+        return Outcome(new_state, [turn.reply(text, choices)])
+
+    # While level 2 holds the ticket --------------------------------------------------------------
+    async def _with_level2(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
+        intent = parse.intent
+        if (
+            intent is not None
+            and intent.name == "ticket_status"
+            and intent.confidence >= self.answering.smalltalk_threshold
+        ) or _ticket_number(parse) is not None:
+            return await self._status(state, turn, parse)
+        if _is_cancel(turn.inbound.text):
+            return await self.desk.cancel(state, turn.inbound, turn.language)
+        return await self.desk.relay_to_level2(
+            state, turn.inbound, turn.language, acknowledge=state.mode == "handed_off"
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,6 +279,43 @@ class _Turn:
             language=self.language,
             reply_to=self.inbound.platform_message_id,
         )
+
+
+def _ticket_number(parse: Parse) -> str | None:
+    return next((e.value for e in parse.entities if e.entity == "ticket_number"), None)
+
+
+def _set(draft: dict[str, Any], slot: str, value: Any) -> None:
+    """Record an answer; a contact is an email or a phone number."""
+    if slot == "contact":
+        if isinstance(value, dict):
+            draft.update({k: v for k, v in value.items() if v})
+        elif "@" in str(value):
+            draft["email"] = str(value)
+        else:
+            draft["phone"] = str(value)
+    else:
+        draft[slot] = value
+
+
+_CANCEL = frozenset(
+    {
+        "annuler",
+        "annule",
+        "annuler mon ticket",
+        "annulez mon ticket",
+        "annule mon ticket",
+        "annuler la demande",
+        "cancel",
+        "cancel my ticket",
+        "cancel the ticket",
+        "cancel my request",
+    }
+)
+
+
+def _is_cancel(text: str) -> bool:
+    return fold(text).strip(" .!") in _CANCEL
 
 
 def _pending(choices: Sequence[Choice]) -> dict[str, Any]:
@@ -207,9 +341,13 @@ def _picked(inbound: Inbound, options: Sequence[dict[str, str]]) -> str | None:
     for option in options:
         if fold(option["title"]) == text:
             return option["payload"]
-    if "ticket:yes" in payloads:
-        if text in _YES:
-            return "ticket:yes"
-        if text in _NO:
-            return "ticket:no"
+    for yes, no in (("ticket:yes", "ticket:no"), ("helped:yes", "helped:no")):
+        if yes in payloads:
+            if text in _YES:
+                return yes
+            if text in _NO:
+                return no
+    resolved = [p for p in payloads if p.startswith("resolved:")]
+    if resolved and (text in _YES or text in _NO):
+        return resolved[0] if text in _YES else resolved[-1]
     return None

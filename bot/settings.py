@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from triage.config import TriageSettings
 
+from handoff.config import HandoffSettings
 from nlu.problems import DataProblem
 
 SETTINGS_FILE = "guichet.yml"
@@ -107,6 +109,8 @@ class Settings(_Frozen):
     nlu: NluSettings = NluSettings()
     outbox: OutboxSettings = OutboxSettings()
     tickets: TicketSettings = TicketSettings()
+    triage: TriageSettings = TriageSettings()
+    handoff: HandoffSettings = HandoffSettings()
     # Not settings of the file: where it came from and the secret key from the environment.
     config_dir: Path = Path("config")
     secret_key: str | None = Field(None, repr=False)

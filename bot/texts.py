@@ -56,18 +56,103 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Of course. First describe your problem in a few words, then I will record it.",
     },
     "ticket_opened": {
-        "fr": "C'est noté : votre demande porte le numéro {number}. Un technicien du support la reprendra ; "
-        "citez ce numéro si vous nous recontactez, sur n'importe quel canal.",
-        "en": "Done: your request is number {number}. A support technician will pick it up; "
-        "quote this number if you contact us again, on any channel.",
+        "fr": "C'est noté : votre demande porte le numéro {number} (priorité {priority}). "
+        "Un technicien vous répondra ici, au plus tard le {first_response}. "
+        "Citez ce numéro si vous nous recontactez, sur n'importe quel canal.",
+        "en": "Done: your request is number {number} (priority {priority}). "
+        "A technician will answer you here by {first_response} at the latest. "
+        "Quote this number if you contact us again, on any channel.",
     },
-    "ticket_status": {
-        "fr": "Vos demandes dans cette conversation : {tickets}. Elles sont en attente d'un technicien.",
-        "en": "Your requests in this conversation: {tickets}. They are waiting for a technician.",
+    "ticket_recurring": {
+        "fr": "J'ai noté que ce problème revient (demandes précédentes : {linked}) : je l'ai signalé au technicien.",
+        "en": "I noted that this problem keeps coming back (earlier requests: {linked}): the technician is told.",
+    },
+    "ticket_attached": {
+        "fr": "Vous avez déjà une demande ouverte pour ce problème : {number}. J'y ai ajouté votre message, "
+        "inutile d'en ouvrir une autre.",
+        "en": "You already have an open request for this problem: {number}. I added your message to it, "
+        "no need for another one.",
+    },
+    "ticket_kept": {
+        "fr": "C'est noté : votre demande porte le numéro {number}. Citez-le si vous nous recontactez.",
+        "en": "Done: your request is number {number}. Quote it if you contact us again.",
+    },
+    "ticket_status_one": {
+        "fr": "Demande {number} ({title}) : {status}.",
+        "en": "Request {number} ({title}): {status}.",
+    },
+    "ticket_unknown": {
+        "fr": "Je ne trouve pas la demande {number} parmi les vôtres. Vérifiez le numéro.",
+        "en": "I cannot find request {number} among yours. Please check the number.",
     },
     "no_ticket": {
-        "fr": "Je ne trouve pas de demande ouverte dans cette conversation.",
-        "en": "I find no open request in this conversation.",
+        "fr": "Je ne trouve aucune demande à votre nom.",
+        "en": "I find no request in your name.",
+    },
+    "status_open": {"fr": "en attente d'un technicien", "en": "waiting for a technician"},
+    "status_assigned": {"fr": "prise en charge par {agent}", "en": "being handled by {agent}"},
+    "status_waiting": {
+        "fr": "le technicien attend votre réponse",
+        "en": "the technician is waiting for your answer",
+    },
+    "status_resolved": {"fr": "résolue", "en": "resolved"},
+    "status_closed": {"fr": "clôturée", "en": "closed"},
+    "status_cancelled": {"fr": "annulée", "en": "cancelled"},
+    "did_it_help": {"fr": "Cela a-t-il réglé votre problème ?", "en": "Did this solve your problem?"},
+    "helped_yes": {"fr": "Oui, c'est réglé", "en": "Yes, it's solved"},
+    "helped_no": {"fr": "Non, pas encore", "en": "No, not yet"},
+    "glad": {
+        "fr": "Parfait, content que ce soit réglé ! Autre chose ?",
+        "en": "Great, glad it's solved! Anything else?",
+    },
+    "sorry_qualify": {
+        "fr": "Désolé que cela n'ait pas suffi. J'ouvre un ticket pour un technicien, quelques questions d'abord.",
+        "en": "Sorry that was not enough. I will open a ticket for a technician; a few questions first.",
+    },
+    "qualify_start": {
+        "fr": "Je prépare le ticket pour un technicien ; quelques questions d'abord.",
+        "en": "I am preparing the ticket for a technician; a few questions first.",
+    },
+    "qualify_cancelled": {
+        "fr": "D'accord, j'annule : aucun ticket n'a été ouvert. Autre chose ?",
+        "en": "All right, cancelled: no ticket was opened. Anything else?",
+    },
+    "relayed": {
+        "fr": "Message ajouté à votre demande {number} ; le technicien vous répondra ici.",
+        "en": "Message added to your request {number}; the technician will answer you here.",
+    },
+    "ticket_cancelled": {
+        "fr": "Votre demande {number} est annulée. Je reste à votre disposition.",
+        "en": "Your request {number} is cancelled. I remain at your service.",
+    },
+    "agent_assigned": {
+        "fr": "{agent} du support a pris en charge votre demande {number}.",
+        "en": "{agent} from support has taken over your request {number}.",
+    },
+    "agent_waiting": {
+        "fr": "Le technicien attend votre réponse sur la demande {number}.",
+        "en": "The technician is waiting for your answer on request {number}.",
+    },
+    "agent_resolved": {
+        "fr": "Le support a marqué votre demande {number} comme résolue.",
+        "en": "Support marked your request {number} as resolved.",
+    },
+    "is_it_solved": {"fr": "Le problème est-il réglé ?", "en": "Is the problem solved?"},
+    "solved_thanks": {
+        "fr": "Merci ! La demande {number} est clôturée. Je reste là si besoin.",
+        "en": "Thank you! Request {number} is closed. I am here if you need anything.",
+    },
+    "reopened": {
+        "fr": "Je rouvre la demande {number} et préviens le technicien. Décrivez ce qui ne va toujours pas.",
+        "en": "I reopened request {number} and told the technician. Describe what is still wrong.",
+    },
+    "handed_back": {
+        "fr": "Le technicien vous a repassé l'assistant. Je reste à votre disposition.",
+        "en": "The technician handed you back to the assistant. I am at your service.",
+    },
+    "ticket_closed_notice": {
+        "fr": "Votre demande {number} est clôturée.",
+        "en": "Your request {number} is closed.",
     },
     "error": {
         "fr": "Désolé, une erreur s'est produite de mon côté. Pouvez-vous reformuler ?",

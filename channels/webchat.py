@@ -127,6 +127,8 @@ class WebchatChannel(Channel):
                 "choices": [{"title": c.title, "payload": c.payload} for c in message.choices],
                 "time": message.created_at.isoformat(),
                 "agent_name": message.agent_name,
+                # The last reply to a message: the widget stops its "typing…" indicator.
+                "last": message.last_in_turn,
             },
             ensure_ascii=False,
         )
@@ -286,6 +288,8 @@ def _history_entry(entry: TranscriptEntry, session_id: str) -> dict[str, Any]:
     prefix = f"{session_id}/"
     if entry.sender == "user" and entry.message_id.startswith(prefix):
         data["id"] = entry.message_id[len(prefix) :]
+    if entry.reply_to and entry.reply_to.startswith(prefix):
+        data["reply_to"] = entry.reply_to[len(prefix) :]  # the widget's own id of the question
     return data
 
 

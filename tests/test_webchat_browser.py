@@ -65,8 +65,10 @@ async def test_a_french_visitor_asks_and_reads_the_answer(browser: Browser, guic
     await ask(page, "j'ai oublié mon mot de passe")
     article = guichet.engine.article("fr", "password-reset")
     assert article is not None
-    await expect(page.locator(BOT).last).to_contain_text(article.title)
-    await expect(page.locator(BOT).last).to_contain_text(article.body.splitlines()[0])
+    answer = page.locator(BOT).nth(-2)
+    await expect(answer).to_contain_text(article.title)
+    await expect(answer).to_contain_text(article.body.splitlines()[0])
+    await expect(page.locator(BOT).last).to_have_text("Cela a-t-il réglé votre problème ?")
 
     # The conversation survives a reload: the same messages are shown again, in order.
     await page.reload()
@@ -79,7 +81,21 @@ async def test_a_french_visitor_asks_and_reads_the_answer(browser: Browser, guic
     choice = page.get_by_test_id("guichet-choice").filter(has_text="Oui, ouvrir un ticket")
     await expect(choice).to_be_visible()
     await choice.click()
+    # The qualification: buttons for who is affected and how blocked, free text for the rest.
+    for question, button in (
+        ("Depuis quand ?", "Aujourd'hui"),
+        ("Qui est touché ?", "Tout le monde"),
+        ("À quel point êtes-vous bloqué ?", "Je suis bloqué"),
+    ):
+        await expect(page.locator(BOT).last).to_contain_text(question)
+        await page.get_by_test_id("guichet-choice").filter(has_text=button).last.click()
+    await expect(page.locator(BOT).last).to_contain_text("Sur quel appareil")
+    await ask(page, "la machine à café MAC-3")
+    await expect(page.locator(BOT).last).to_contain_text("Comment le technicien peut-il vous joindre")
+    await ask(page, "ana@example.com")
+    # Everyone, fully blocked: P1, by the matrix of the sample configuration.
     await expect(page.locator(BOT).last).to_contain_text("HD-20")
+    await expect(page.locator(BOT).last).to_contain_text("priorité P1")
     assert errors == []
     await context.close()
 
@@ -110,7 +126,8 @@ async def test_an_english_browser_gets_english_strings_and_answers(
     await ask(page, "my account is locked")
     article = guichet.engine.article("en", "account-locked")
     assert article is not None
-    await expect(page.locator(BOT).last).to_contain_text(article.title)
+    await expect(page.locator(BOT).nth(-2)).to_contain_text(article.title)
+    await expect(page.locator(BOT).last).to_have_text("Did this solve your problem?")
     await context.close()
 
 

@@ -1,0 +1,49 @@
+"""Operator endpoints of a running process, for `guichet handoff dead-letters` when the
+embedded store is held by that process. A bearer token written next to the data (mode 0600)
+authorises them: whoever can read the data directory may manage it. The file also says
+where the process listens, whatever port it was given on its command line."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.messages import utcnow
+from bot.store.base import Store
+
+TOKEN_FILE = "admin-token"
+
+
+class AdminApi:
+    def __init__(self, http: web.Application, store: Store) -> None:
+        self.store = store
+        self.token = secrets.token_urlsafe(32)
+        http.router.add_get("/admin/dead-letters", self._list)
+        http.router.add_post("/admin/dead-letters/{item_id}/replay", self._replay)
+
+    def write_token(self, data_dir: Path, url: str) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / TOKEN_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            json.dump({"url": url, "token": self.token}, file)
+
+    def _authorised(self, request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+
+    async def _list(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised"}, status=401)
+        return web.json_response([item.to_dict() for item in await self.store.dead_letters()])
+
+    async def _replay(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised"}, status=401)
+        done = await self.store.replay(request.match_info["item_id"], utcnow())
+        return web.json_response({"replayed": done}, status=200 if done else 404)
