@@ -51,6 +51,8 @@ IMPACT_PHRASES: Sequence[tuple[str, Sequence[str]]] = (
         "team",
         (
             "mon equipe",
+            "dans l'equipe",
+            "de l'equipe",
             "toute l'equipe",
             "notre equipe",
             "mes collegues",
@@ -87,6 +89,14 @@ URGENCY_PHRASES: Sequence[tuple[str, Sequence[str]]] = (
             "urgent",
             "urgence",
             "bloque",
+            "bloquee",
+            "bloques",
+            "bloquees",
+            "bloquante",
+            "ne peut travailler",
+            "ne peut plus travailler",
+            "peuvent plus travailler",
+            "ne pouvons plus travailler",
             "bloquant",
             "impossible de travailler",
             "je ne peux plus travailler",
@@ -221,9 +231,10 @@ def category_of(text: str, parse: Parse | None, settings: TriageSettings) -> tup
 def assess(text: str, parse: Parse | None, settings: TriageSettings, language: str) -> Assessment:
     folded = fold(text)
     category, confidence = category_of(text, parse, settings)
+    # Words of an attack or a theft make it a security matter, whatever else it is about.
     security = category == "security" or any(_has(folded, fold(w)) for w in SECURITY_WORDS)
-    if security and confidence < 0.5:
-        category = "security" if settings.category("security") else category
+    if security and settings.category("security"):
+        category = "security"
     entities = parse.entities if parse is not None else ()
     device = next((e.value for e in entities if e.entity in ("asset_tag", "hostname")), None) or next(
         (e.value for e in entities if e.entity == "application"), None
