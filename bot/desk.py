@@ -239,7 +239,7 @@ class TicketDesk:
     async def relay_to_level2(
         self, state: ConversationState, inbound: Inbound, language: str, *, acknowledge: bool
     ) -> Outcome:
-        ticket = await self._active(state)
+        ticket = await self.active_ticket(state)
         if ticket is None:
             return Outcome(dataclasses.replace(state, mode="bot"), [])
         items = (
@@ -251,7 +251,7 @@ class TicketDesk:
         return Outcome(state, replies, Effects(items=items))
 
     async def cancel(self, state: ConversationState, inbound: Inbound, language: str) -> Outcome:
-        ticket = await self._active(state)
+        ticket = await self.active_ticket(state)
         new_state = dataclasses.replace(
             state, mode="bot", pending={}, facts={**state.facts, "active_ticket": None}
         )
@@ -349,7 +349,7 @@ class TicketDesk:
         changed = dataclasses.replace(changed, updated_at=utcnow())
         return Outcome(new_state, replies, Effects(tickets=[changed]))
 
-    async def _active(self, state: ConversationState) -> Ticket | None:
+    async def active_ticket(self, state: ConversationState) -> Ticket | None:
         number = state.facts.get("active_ticket")
         if not number:
             return None

@@ -72,7 +72,10 @@ class Policy:
         if state.mode == "qualifying":
             return await self._qualify(state, turn, parse)
         if state.mode in ("handed_off", "human"):
-            return await self._with_level2(state, turn, parse)
+            if await self.desk.active_ticket(state) is not None:
+                return await self._with_level2(state, turn, parse)
+            # Level 2 closed the ticket meanwhile: the bot answers again.
+            state = dataclasses.replace(state, mode="bot", facts={**state.facts, "active_ticket": None})
 
         intent = parse.intent
         best_kb = parse.kb_matches[0].score if parse.kb_matches else 0.0
@@ -251,6 +254,8 @@ class Policy:
 
     # While level 2 holds the ticket --------------------------------------------------------------
     async def _with_level2(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
+        if _is_cancel(turn.inbound.text):
+            return await self.desk.cancel(state, turn.inbound, turn.language)
         intent = parse.intent
         if (
             intent is not None
@@ -258,8 +263,6 @@ class Policy:
             and intent.confidence >= self.answering.smalltalk_threshold
         ) or _ticket_number(parse) is not None:
             return await self._status(state, turn, parse)
-        if _is_cancel(turn.inbound.text):
-            return await self.desk.cancel(state, turn.inbound, turn.language)
         return await self.desk.relay_to_level2(
             state, turn.inbound, turn.language, acknowledge=state.mode == "handed_off"
         )

@@ -288,3 +288,62 @@ async def test_a_receiver_down_then_up_gets_every_handoff_once(tmp_path: Path) -
     finally:
         await app.stop()
         await receiver.stop()
+
+
+async def test_while_an_agent_holds_the_ticket_the_person_can_ask_its_status_or_cancel(
+    desk: Guichet, receiver: Receiver
+) -> None:
+    secret = desk.queue_secrets["support"][0]
+    async with aiohttp.ClientSession() as http:
+        person = await open_person(http, desk)
+        await ask_for_a_ticket(person, "Le logiciel de paie Zorglub refuse de démarrer. ana@example.com")
+        number = await qualify_until_ticket(person)
+        event = {"type": "ticket.assigned", "ticket": number, "queue": "support", "agent": {"name": "Marie"}}
+        assert (await post_event(desk.url, secret, event))[0] == 202
+        assigned = await person.wait_for(lambda m: "Marie" in m["text"])
+        assert number in assigned["text"]
+        # A question for the technician is relayed, not answered by the bot.
+        await person.say("j'ai oublié mon mot de passe aussi")
+        for _ in range(100):
+            if receiver.of_type("requester.message"):
+                break
+            await asyncio.sleep(0.05)
+        assert receiver.of_type("requester.message")[0]["message"] == "j'ai oublié mon mot de passe aussi"
+        await person.say("où en est mon ticket ?")
+        status = await person.wait_for(lambda m: number in m["text"])
+        assert "prise en charge par Marie" in status["text"]
+        await person.say("annuler mon ticket")
+        cancelled = await person.wait_for(lambda m: "annulée" in m["text"])
+        assert number in cancelled["text"]
+        # The bot answers again; level 2 learns of the cancellation.
+        await person.say("code wifi pour un visiteur")
+        await person.wait_for(lambda m: m["from"] == "bot" and "\n\n" in m["text"])
+    for _ in range(100):
+        if receiver.of_type("ticket.updated"):
+            break
+        await asyncio.sleep(0.05)
+    assert [d["change"] for d in receiver.of_type("ticket.updated")] == ["cancelled_by_requester"]
+    ticket = await desk.store.ticket(number)
+    assert ticket is not None and ticket.status == "cancelled" and ticket.assignee == "Marie"
+
+
+async def test_handed_back_or_closed_by_level2_the_bot_answers_again(
+    desk: Guichet, receiver: Receiver
+) -> None:
+    secret = desk.queue_secrets["support"][0]
+    async with aiohttp.ClientSession() as http:
+        person = await open_person(http, desk)
+        await ask_for_a_ticket(person, "Le logiciel de paie Zorglub refuse de démarrer. ana@example.com")
+        number = await qualify_until_ticket(person)
+        event = {"type": "ticket.handed_back", "ticket": number, "queue": "support"}
+        assert (await post_event(desk.url, secret, event))[0] == 202
+        await person.wait_for(lambda m: "repassé" in m["text"])
+        await person.say("code wifi pour un visiteur")
+        await person.wait_for(lambda m: m["from"] == "bot" and "\n\n" in m["text"])
+        # Closed by level 2 while the person is in the middle of something else: told, no change of mode.
+        event = {"type": "ticket.closed", "ticket": number, "queue": "support"}
+        assert (await post_event(desk.url, secret, event))[0] == 202
+        closed = await person.wait_for(lambda m: "clôturée" in m["text"])
+        assert number in closed["text"]
+    ticket = await desk.store.ticket(number)
+    assert ticket is not None and ticket.status == "closed"
