@@ -31,13 +31,12 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from handoff.signing import new_secret, verify  # noqa: E402
-
 from bot.manager import Outbox, WebhookTarget  # noqa: E402
 from bot.messages import utcnow  # noqa: E402
 from bot.progress import Progress  # noqa: E402
 from bot.settings import OutboxSettings  # noqa: E402
 from bot.store.base import OutboxItem, Store  # noqa: E402
+from handoff.signing import new_secret, verify  # noqa: E402
 from tests.processes import free_port, start_redis  # noqa: E402
 
 

@@ -14,19 +14,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.messages import Inbound, Outbound, new_id, utcnow
+from bot.settings import Settings
+from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Store
+from bot.texts import say
 from handoff.payload import event_payload, ticket_payload
+from handoff.routing import route
+from nlu.engine import Parse
 from triage.assess import assess
 from triage.priority import priority as rate
 from triage.recurring import PastTicket, relate
 from triage.sla import deadlines, in_business_hours
 from triage.slots import summary
-
-from bot.messages import Inbound, Outbound, new_id, utcnow
-from bot.settings import Settings
-from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Store
-from bot.texts import say
-from handoff.routing import route
-from nlu.engine import Parse
 from triage.tickets import ACTIVE, Requester, Ticket, format_number
 
 log = logging.getLogger("guichet.desk")

@@ -11,11 +11,11 @@ import logging
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
-from handoff.events import EventError, parse_event
 
 from bot.manager import ConversationManager
 from bot.messages import Inbound
 from bot.store.base import Store
+from handoff.events import EventError, parse_event
 
 log = logging.getLogger("guichet.level2")
 

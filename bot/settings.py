@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from triage.config import TriageSettings
 
 from handoff.config import HandoffSettings
 from nlu.problems import DataProblem
+from triage.config import TriageSettings
 
 SETTINGS_FILE = "guichet.yml"
 
