@@ -94,6 +94,13 @@ class BuiltinEngine:
         texts: dict[str, list[str]] = {}
         for article in articles:
             texts.setdefault(article.language, []).extend((article.title, article.body, *article.questions))
+        first = LanguageGuesser.train(texts)
+        # The NLU examples are the desk's own phrasing ("mdp ko", "notifs slack") but carry no
+        # language: the articles' model labels those it is sure of, and learns them too.
+        for example in (strip_annotations(e) for group in self.training.intents.values() for e in group):
+            evidence = first.evidence(example)
+            if abs(evidence) >= 6.0 and len(example.split()) >= 3:
+                texts.setdefault("fr" if evidence > 0 else "en", []).append(example)
         self.language = LanguageGuesser.train(texts)
 
     def article(self, language: str, article_id: str) -> Article | None:

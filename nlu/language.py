@@ -107,6 +107,7 @@ class LanguageGuesser:
             return "fr" if evidence > 0 else "en"
         if hint and hint[:2].lower() in LANGUAGES:
             return hint[:2].lower()
-        if evidence:
+        # Thin evidence is no evidence: "ok", "bug", "mfa ko" are the desk's language.
+        if word_count >= 3 and evidence:
             return "fr" if evidence > 0 else "en"
         return default
