@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,8 @@ from triage.slots import summary
 from triage.tickets import ACTIVE, Requester, Ticket, format_number
 
 log = logging.getLogger("guichet.desk")
+
+LINK_MINUTES = 10
 
 WEBHOOK = "webhook:"
 
@@ -233,6 +236,28 @@ class TicketDesk:
         status = say(f"status_{ticket.status}", language, agent=ticket.assignee or "?")
         title = ticket.description if len(ticket.description) <= 60 else ticket.description[:57] + "…"
         return say("ticket_status_one", language, number=ticket.number, title=title, status=status)
+
+    # One person across channels ---------------------------------------------------------------
+    async def link_code(self, inbound: Inbound) -> str | None:
+        """A one-time code tying another channel to this verified address; None if unverified."""
+        if not inbound.user_email:
+            return None
+        expires = (utcnow() + timedelta(minutes=LINK_MINUTES)).timestamp()
+        while True:
+            code = f"LINK-{secrets.randbelow(10**8):08d}"
+            value = f"{inbound.user_email.lower()}|{expires:.0f}"
+            if await self.store.secret(f"link:{code}", value) == value:
+                return code
+
+    async def redeem(self, code: str) -> str | None:
+        """The verified address a code stands for, once, within its time; else None."""
+        stored = await self.store.secret(f"link:{code}", "")
+        email, _, expires = stored.partition("|")
+        if not email or not expires.isdigit() or float(expires) < utcnow().timestamp():
+            return None
+        if not await self.store.remember_once(f"link-used:{code}", LINK_MINUTES * 60 * 2):
+            return None
+        return email
 
     # While level 2 holds the ticket -------------------------------------------------------------
     async def relay_to_level2(

@@ -13,6 +13,7 @@ without buttons.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,6 +70,9 @@ class Policy:
             if payload is not None:
                 return await self._act(state, turn, payload, parse)
             # Anything else is a new request (or, with level 2, words for the technician).
+        linked = await self._link(state, turn)
+        if linked is not None:
+            return linked
         if state.mode == "qualifying":
             return await self._qualify(state, turn, parse)
         if state.mode in ("handed_off", "human"):
@@ -106,6 +110,28 @@ class Policy:
         if intent == "ticket_status":
             return await self._status(state, turn, parse)
         return Outcome(state, [turn.reply(say("ack", lang))])
+
+    async def _link(self, state: ConversationState, turn: _Turn) -> Outcome | None:
+        """ "link my channels" where the address is verified gives a code; the code typed on
+        another channel makes that conversation the same person's."""
+        lang = turn.language
+        if match := _LINK_CODE.search(turn.inbound.text):
+            if turn.inbound.text.strip() == match.group(0):  # a bare code says nothing of the language
+                lang = turn.inbound.language or lang
+                turn = _Turn(turn.inbound, lang)
+            email = await self.desk.redeem(match.group(0).upper())
+            if email is None:
+                return Outcome(state, [turn.reply(say("link_invalid", lang))])
+            facts = {**state.facts, "verified_email": email}
+            return Outcome(
+                dataclasses.replace(state, facts=facts), [turn.reply(say("linked", lang, email=email))]
+            )
+        if fold(turn.inbound.text).strip(" .!?") in _LINK_ASK:
+            code = await self.desk.link_code(turn.inbound)
+            if code is None:
+                return Outcome(state, [turn.reply(say("link_unverified", lang))])
+            return Outcome(state, [turn.reply(say("link_code", lang, code=code))])
+        return None
 
     async def _status(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
         replies = await self.desk.status(state, turn.inbound, turn.language, _ticket_number(parse))
@@ -300,6 +326,18 @@ def _set(draft: dict[str, Any], slot: str, value: Any) -> None:
     else:
         draft[slot] = value
 
+
+_LINK_CODE = re.compile(r"\bLINK-\d{8}\b", re.IGNORECASE)
+_LINK_ASK = frozenset(
+    {
+        "lier mes canaux",
+        "lier mes comptes",
+        "lier un canal",
+        "link my channels",
+        "link my accounts",
+        "link a channel",
+    }
+)
 
 _CANCEL = frozenset(
     {

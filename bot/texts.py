@@ -150,6 +150,26 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "Le technicien vous a repassé l'assistant. Je reste à votre disposition.",
         "en": "The technician handed you back to the assistant. I am at your service.",
     },
+    "link_code": {
+        "fr": "Votre code de liaison : {code}. Tapez-le dans l'autre canal (web chat, Telegram…) "
+        "dans les 10 minutes : vos demandes y seront visibles.",
+        "en": "Your link code: {code}. Type it in the other channel (web chat, Telegram…) within "
+        "10 minutes: your requests will be visible there.",
+    },
+    "link_unverified": {
+        "fr": "Pour lier ce canal, demandez « lier mes canaux » là où votre adresse est vérifiée "
+        "(Slack, e-mail), puis tapez ici le code reçu.",
+        "en": 'To link this channel, ask "link my channels" where your address is verified '
+        "(Slack, email), then type the code here.",
+    },
+    "linked": {
+        "fr": "C'est fait : ce canal est lié à {email}. Vos demandes y sont visibles.",
+        "en": "Done: this channel is linked to {email}. Your requests are visible here.",
+    },
+    "link_invalid": {
+        "fr": "Ce code de liaison n'est pas valable (ou a expiré). Demandez-en un nouveau.",
+        "en": "This link code is not valid (or has expired). Ask for a new one.",
+    },
     "ticket_closed_notice": {
         "fr": "Votre demande {number} est clôturée.",
         "en": "Your request {number} is closed.",
