@@ -3,6 +3,7 @@ handoff it gets, can fail on purpose, and posts signed events back to Guichet.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -68,6 +69,14 @@ class Receiver:
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [r.document for r in self.unique().values() if r.document.get("type") == kind]
+
+    async def arrived(self, kind: str, count: int = 1, seconds: float = 10.0) -> list[dict[str, Any]]:
+        """The documents of this type once `count` have arrived (or what came, after `seconds`)."""
+        for _ in range(int(seconds / 0.05)):
+            if len(self.of_type(kind)) >= count:
+                break
+            await asyncio.sleep(0.05)
+        return self.of_type(kind)
 
 
 async def post_event(

@@ -54,10 +54,7 @@ async def test_kill_9_between_acceptance_and_delivery_loses_nothing(tmp_path: Pa
         server.kill()  # the three handoffs were accepted, none delivered
         await receiver.start()
         server.start()
-        for _ in range(200):
-            if len(receiver.of_type("ticket.created")) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await receiver.arrived("ticket.created", 3)
         delivered = receiver.of_type("ticket.created")
         assert sorted(d["ticket"]["number"] for d in delivered) == sorted(numbers)
         assert all(r.signature_ok for r in receiver.received)
@@ -102,10 +99,7 @@ async def test_dead_letters_are_listed_and_replayed_by_the_operator(tmp_path: Pa
         receiver.fail_first = 0  # level 2 is back
         replay = guichet("dead-letters", "--replay", item_id)
         assert replay.returncode == 0 and replay.stdout.startswith("replayed"), replay
-        for _ in range(100):
-            if receiver.of_type("ticket.created"):
-                break
-            await asyncio.sleep(0.05)
+        await receiver.arrived("ticket.created")
         (document,) = receiver.of_type("ticket.created")
         assert document["ticket"]["number"] == number
         assert "No dead letters" in guichet("dead-letters").stdout

@@ -4,7 +4,6 @@ person → resolved → the bot answers again. Then the refusals of the way back
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -154,10 +153,7 @@ async def test_the_whole_loop_on_the_web_chat(desk: Guichet, receiver: Receiver)
         number = await qualify_until_ticket(person)
 
         # The receiver got one signed ticket with everything level 2 needs.
-        for _ in range(100):
-            if receiver.of_type("ticket.created"):
-                break
-            await asyncio.sleep(0.05)
+        await receiver.arrived("ticket.created")
         (document,) = receiver.of_type("ticket.created")
         assert all(r.signature_ok for r in receiver.received)
         assert document["ticket"]["number"] == number
@@ -188,10 +184,7 @@ async def test_the_whole_loop_on_the_web_chat(desk: Guichet, receiver: Receiver)
 
         # The person's answer goes to level 2, not to the bot.
         await person.say("C'est fait, toujours l'écran noir")
-        for _ in range(100):
-            if receiver.of_type("requester.message"):
-                break
-            await asyncio.sleep(0.05)
+        await receiver.arrived("requester.message")
         (relay,) = receiver.of_type("requester.message")
         assert relay["message"] == "C'est fait, toujours l'écran noir"
         assert relay["ticket"]["number"] == number
@@ -278,10 +271,7 @@ async def test_a_receiver_down_then_up_gets_every_handoff_once(tmp_path: Path) -
                     person, f"Le logiciel métier Zorglub{n} plante au lancement. user{n}@example.com"
                 )
                 numbers.append(await qualify_until_ticket(person))
-        for _ in range(200):
-            if len(receiver.of_type("ticket.created")) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await receiver.arrived("ticket.created", 3)
         assert sorted(d["ticket"]["number"] for d in receiver.of_type("ticket.created")) == sorted(numbers)
         assert receiver.requests >= 3 + 4  # the four refusals were retried
         assert await app.store.outbox_size() == 0 and await app.store.dead_letters() == []
@@ -304,10 +294,7 @@ async def test_while_an_agent_holds_the_ticket_the_person_can_ask_its_status_or_
         assert number in assigned["text"]
         # A question for the technician is relayed, not answered by the bot.
         await person.say("j'ai oublié mon mot de passe aussi")
-        for _ in range(100):
-            if receiver.of_type("requester.message"):
-                break
-            await asyncio.sleep(0.05)
+        await receiver.arrived("requester.message")
         assert receiver.of_type("requester.message")[0]["message"] == "j'ai oublié mon mot de passe aussi"
         await person.say("où en est mon ticket ?")
         status = await person.wait_for(lambda m: number in m["text"])
@@ -318,10 +305,7 @@ async def test_while_an_agent_holds_the_ticket_the_person_can_ask_its_status_or_
         # The bot answers again; level 2 learns of the cancellation.
         await person.say("code wifi pour un visiteur")
         await person.wait_for(lambda m: m["from"] == "bot" and "\n\n" in m["text"])
-    for _ in range(100):
-        if receiver.of_type("ticket.updated"):
-            break
-        await asyncio.sleep(0.05)
+    await receiver.arrived("ticket.updated")
     assert [d["change"] for d in receiver.of_type("ticket.updated")] == ["cancelled_by_requester"]
     ticket = await desk.store.ticket(number)
     assert ticket is not None and ticket.status == "cancelled" and ticket.assignee == "Marie"
