@@ -60,6 +60,7 @@ class Outbox:
         self.webhook_schedule = webhook_schedule
         self.senders: dict[str, Sender] = {}
         self.webhooks: dict[str, WebhookTarget] = {}
+        self.disabled: set[str] = set()  # queues whose endpoint answered 410 Gone
         self._session: aiohttp.ClientSession | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[bool]] = set()
@@ -101,6 +102,11 @@ class Outbox:
         if target is None:
             await self._failed(item, f"no level-2 queue named {queue!r} is configured", permanent=False)
             return False
+        if queue in self.disabled:
+            await self.store.dead_letter(
+                item.id, item.attempts, f"queue {queue} is disabled (it answered 410 Gone)"
+            )
+            return False
         if self._session is None:
             self._session = aiohttp.ClientSession()
         # The same bytes on every attempt: the signature covers them and the receiver
@@ -112,6 +118,11 @@ class Outbox:
             return True
         attempts = item.attempts + 1
         error = f"{attempt.outcome}: {attempt.error or attempt.status}"
+        if attempt.outcome == "gone":
+            # 410: the receiver removed this endpoint. Stop calling it until the configuration
+            # changes (a restart); what was meant for it waits in the dead letters for a replay.
+            log.error("level-2 queue %s answered 410 Gone: disabled until Guichet restarts", queue)
+            self.disabled.add(queue)
         if attempt.outcome in ("gone", "rejected") or attempts > len(self.webhook_schedule):
             log.warning(
                 "handoff %s to queue %s dead-lettered after %d attempts: %s", item.id, queue, attempts, error

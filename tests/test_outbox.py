@@ -8,13 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from bot.errors import DeliveryError
-from bot.manager import Outbox
+from bot.manager import Outbox, WebhookTarget
 from bot.messages import Outbound, utcnow
 from bot.settings import OutboxSettings
 from bot.store.base import OutboxItem
 from bot.store.embedded import EmbeddedStore
+from tests.processes import free_port
 
 
 class FlakyChannel:
@@ -113,3 +115,33 @@ async def test_a_channel_that_is_not_running_keeps_its_messages(store: EmbeddedS
     outbox.register("test", channel.send)
     await sweep_until_idle(outbox, store)
     assert channel.sent == [("waiting for its channel", item.seq)]
+
+
+async def test_a_410_disables_the_queue_and_nothing_meant_for_it_is_lost(store: EmbeddedStore) -> None:
+    calls = 0
+
+    async def gone(request: web.Request) -> web.Response:
+        nonlocal calls
+        calls += 1
+        return web.Response(status=410)
+
+    app = web.Application()
+    app.router.add_post("/hook", gone)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    outbox = Outbox(store, OutboxSettings(), webhook_schedule=(0.1,))
+    outbox.register_webhook("support", WebhookTarget(f"http://127.0.0.1:{port}/hook", "whsec_" + "A" * 32, 5))
+    try:
+        for n in range(3):
+            item = OutboxItem(id=f"msg_{n}", destination="webhook:support", body={"n": n})
+            await store.enqueue(item)
+            assert not await outbox.deliver(item)
+    finally:
+        await outbox.stop()
+        await runner.cleanup()
+    assert calls == 1  # the endpoint is not called again once it said it is gone
+    dead = await store.dead_letters()
+    assert sorted(d.id for d in dead) == ["msg_0", "msg_1", "msg_2"]
+    assert "410" in (dead[0].last_error or "") and await store.outbox_size() == 0
