@@ -181,6 +181,7 @@ class Guichet:
             await self._build_channels()
             for name, channel in self.channels.items():
                 self.outbox.register(name, channel.send)
+                self.manager.no_reply[name] = channel.no_reply
                 await channel.start(self.manager.receive)
             self._runner = web.AppRunner(self.http, access_log=None, handle_signals=False)
             await self._runner.setup()

@@ -196,6 +196,8 @@ class ConversationManager:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._recovery: asyncio.Task[None] | None = None
+        # Per channel: told when a person's message gets no reply at all (see Channel.no_reply).
+        self.no_reply: dict[str, Callable[[Inbound], Awaitable[None]]] = {}
 
     async def receive(self, inbound: Inbound) -> AcceptResult:
         """Store an inbound message (the caller acknowledges the platform after this returns)."""
@@ -258,6 +260,8 @@ class ConversationManager:
         items = await self.store.complete(
             inbound, new_state, replies, utcnow() + timedelta(seconds=LEASE_SECONDS), effects
         )
+        if not replies and inbound.sender == "user" and inbound.channel in self.no_reply:
+            await self.no_reply[inbound.channel](inbound)
         for item in items:
             if item.destination.startswith("channel:"):
                 await self.outbox.deliver(item)

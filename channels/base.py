@@ -23,3 +23,8 @@ class Channel(ABC):
     @abstractmethod
     async def send(self, message: Outbound, seq: int | None) -> None:
         """Deliver one message to its person; raise bot.errors.DeliveryError when it cannot."""
+
+    async def no_reply(self, inbound: Inbound) -> None:
+        """The message was handled and the bot has nothing to say (a human holds the ticket);
+        a request/response channel answers its platform now rather than wait."""
+        return None

@@ -56,6 +56,11 @@ class RestChannel(Channel):
         if message.last_in_turn and not waiter.done.done():
             waiter.done.set_result(None)
 
+    async def no_reply(self, inbound: Inbound) -> None:
+        waiter = self._waiting.get(inbound.platform_message_id)
+        if waiter is not None and not waiter.done.done():
+            waiter.done.set_result(None)  # Rasa's REST channel answers [] when the bot is silent
+
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})  # what Rasa's REST channel answers here
 

@@ -17,7 +17,7 @@ import pytest
 from bot.app import Guichet
 from bot.config import load_configuration
 from tests.conftest import MODEL_DIR
-from tests.level2 import Receiver, post_event
+from tests.level2 import Receiver, open_ticket_over_rest, post_event
 from tests.processes import config_copy
 
 NUMBER = re.compile(r"HD-\d{4}-\d{6}")
@@ -331,3 +331,30 @@ async def test_handed_back_or_closed_by_level2_the_bot_answers_again(
         assert number in closed["text"]
     ticket = await desk.store.ticket(number)
     assert ticket is not None and ticket.status == "closed"
+
+
+async def test_on_the_rest_channel_a_message_for_the_agent_gets_an_empty_answer_at_once(
+    desk: Guichet, receiver: Receiver
+) -> None:
+    secret = desk.queue_secrets["support"][0]
+    number = await open_ticket_over_rest(desk.url, "rita", "Le logiciel de paie Zorglub plante au démarrage")
+    event = {
+        "type": "agent.message",
+        "ticket": number,
+        "queue": "support",
+        "agent": {"name": "Marie"},
+        "text": "Bonjour",
+    }
+    assert (await post_event(desk.url, secret, event))[0] == 202
+    await desk.manager.idle()
+    started = time.monotonic()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{desk.url}/webhooks/rest/webhook", json={"sender": "rita", "message": "merci, je redémarre"}
+        ) as answer,
+    ):
+        assert (answer.status, await answer.json()) == (200, [])  # Rasa's answer when the bot is silent
+    assert time.monotonic() - started < 2
+    (relayed,) = await receiver.arrived("requester.message")
+    assert relayed["message"] == "merci, je redémarre"
