@@ -205,7 +205,9 @@ class TicketDesk:
                 suggested=[self._article_ref(a, ticket.language) for a in ticket.suggested_articles],
             )
         else:
-            body = event_payload(event_id=event_id, kind=kind, ticket=ticket, **extra)
+            body = event_payload(
+                event_id=event_id, kind=kind, ticket=ticket, events_url=self.events_url, **extra
+            )
         return OutboxItem(id=event_id, destination=f"{WEBHOOK}{ticket.queue}", body=body)
 
     def _article_ref(self, article_id: str, language: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """A small level-2 desk: receives Guichet's signed tickets and lets an agent answer from a terminal.
 
     python examples/level2_receiver.py --secret whsec_… [--port 9000] [--guichet http://127.0.0.1:8080]
+        [--log-file tickets.jsonl] [--fail-rate 0.3]
 
 `guichet handoff queues` prints the secret of each queue. Type `help` for the commands.
 Standard library and aiohttp only; run it from the repository (it uses handoff/signing.py).
@@ -12,8 +13,11 @@ import argparse
 import asyncio
 import json
 import random
+import signal
 import sys
+import threading
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +32,52 @@ HELP = """commands:
   list                      the tickets received
   show HD-…                 a ticket's summary and transcript
   reply HD-… text…          send a message to the person, on their channel
-  assign HD-… Name          take the ticket (the person is told)
+  assign HD-… [Name]        take the ticket (the person is told); Name becomes the agent name
   wait HD-… [text…]         waiting for the person's answer
   resolve HD-… [text…]      resolved: the person is asked whether it is solved
   handback HD-…             give the conversation back to the bot
   close HD-…                close the ticket
-  name Name                 the agent name sent with messages (default: Agent)
-  quit"""
+  name Name                 the agent name sent with events (default: Agent)
+  help, quit"""
+
+EVENTS = {
+    "reply": "agent.message",
+    "assign": "ticket.assigned",
+    "wait": "ticket.waiting",
+    "resolve": "ticket.resolved",
+    "handback": "ticket.handed_back",
+    "close": "ticket.closed",
+}
 
 
 def printable(text: Any) -> str:
-    """Plain text for a terminal: no control characters from the person's words."""
-    return "".join(c if c.isprintable() or c == "\n" else "�" for c in str(text))
+    """Plain text for a terminal: the person's words cannot move the cursor, change colours
+    (ANSI escapes) or reverse a line (bidi controls)."""
+    return "".join(c if c.isprintable() or c == "\n" else "\N{REPLACEMENT CHARACTER}" for c in str(text))
 
 
-def _append(path: str, line: str) -> None:
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(line)
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 class Desk:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.secrets = args.secret.split()
-        self.seen: set[str] = set()
+        self.seen: set[str] = set()  # webhook-ids already handled: Guichet retries after a lost answer
         self.tickets: dict[str, dict[str, Any]] = {}
         self.agent = "Agent"
         self.random = random.Random()
+        self.http: aiohttp.ClientSession | None = None
+        if args.log_file and Path(args.log_file).exists():  # a restart remembers what it received
+            for line in Path(args.log_file).read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    self.remember(json.loads(line))
+
+    def remember(self, document: dict[str, Any]) -> None:
+        # Guichet sends the document's id as its webhook-id.
+        self.seen.add(document["id"])
+        self.tickets.setdefault(document["ticket"]["number"], {}).update(document)
 
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -63,111 +86,134 @@ class Desk:
         try:
             msg_id = verify(self.secrets, request.headers, body)
         except SignatureError as exc:
-            print(f"\n! refused a request: {exc.reason}", flush=True)
+            say(f"\n! refused a request: {exc.reason}")
             return web.json_response({"error": exc.reason}, status=401)
-        if msg_id in self.seen:  # Guichet retried after a lost answer: already handled
+        if msg_id in self.seen:
             return web.json_response({"duplicate": True})
-        self.seen.add(msg_id)
-        document = json.loads(body)
-        number = document["ticket"]["number"]
-        self.tickets.setdefault(number, {}).update(document)
+        try:
+            document = json.loads(body)
+            number = document["ticket"]["number"]
+            document["id"] = document.get("id", msg_id)
+        except (ValueError, TypeError, KeyError):
+            return web.json_response({"error": "not a Guichet handoff document"}, status=400)
+        # Written before the answer, with no await in between: a ticket we said we have is kept,
+        # and a retry arriving meanwhile finds its id already seen.
         if self.args.log_file:
-            line = json.dumps(document, ensure_ascii=False) + "\n"
-            await asyncio.to_thread(_append, self.args.log_file, line)
-        self.announce(document)
+            with open(self.args.log_file, "a", encoding="utf-8") as log:  # noqa: ASYNC230 - one short line
+                log.write(json.dumps(document, ensure_ascii=False) + "\n")
+        self.seen.add(msg_id)
+        self.remember(document)
+        self.announce(document, number)
         return web.json_response({"ok": True})
 
-    def announce(self, d: dict[str, Any]) -> None:
-        t, who = d["ticket"], d["requester"]
-        if d["type"] == "ticket.created":
-            recurring = f"  RECURRING, linked: {', '.join(t['linked_tickets'])}" if t["recurring"] else ""
-            print(
-                f"\n== {t['number']}  {t['priority']}  {t['category']}  queue {d['queue']}{recurring}\n"
-                f"   from {printable(who.get('name') or who['id'])} <{printable(who.get('email') or who.get('phone') or '-')}>"
-                f" on {who['channel']} ({d['language']})\n"
-                f"   {printable(d['summary'])}\n"
-                f"   first response due {t['sla']['first_response_due']}, resolution due {t['sla']['resolution_due']}",
-                flush=True,
+    def announce(self, d: dict[str, Any], number: str) -> None:
+        t, who = d.get("ticket", {}), d.get("requester", {})
+        person = printable(who.get("name") or who.get("id", "?"))
+        if d.get("type") == "ticket.created":
+            linked = ", ".join(t.get("linked_tickets", []))
+            sla = t.get("sla", {})
+            say(
+                f"\n== {printable(number)}  {t.get('priority')}  {printable(t.get('category'))}"
+                f"  queue {printable(d.get('queue'))}{'  RECURRING, linked: ' + printable(linked) if t.get('recurring') else ''}\n"
+                f"   from {person} <{printable(who.get('email') or who.get('phone') or '-')}>"
+                f" on {printable(who.get('channel'))} ({printable(d.get('language'))})\n"
+                f"   {printable(d.get('summary', ''))}\n"
+                f"   first response due {sla.get('first_response_due')}, resolution due {sla.get('resolution_due')}"
             )
-        elif d["type"] == "requester.message":
-            print(
-                f"\n<< {t['number']} {printable(who.get('name') or who['id'])}: {printable(d['message'])}",
-                flush=True,
-            )
+        elif d.get("type") == "requester.message":
+            say(f"\n<< {printable(number)} {person}: {printable(d.get('message', ''))}")
         else:
-            print(f"\n.. {t['number']} updated: {d.get('change')} (status {t['status']})", flush=True)
+            change = printable(d.get("change"))
+            say(f"\n.. {printable(number)} updated: {change} (status {printable(t.get('status'))})")
+            if d.get("message"):
+                say(f"<< {person}: {printable(d['message'])}")
 
     async def send(self, kind: str, number: str, text: str | None = None) -> None:
         ticket = self.tickets.get(number)
         if ticket is None:
-            print(f"no ticket {number} received yet", flush=True)
+            say(f"no ticket {printable(number)} received yet")
             return
         event: dict[str, Any] = {
             "type": kind,
             "ticket": number,
             "queue": ticket["queue"],
             "agent": {"name": self.agent},
+            "created_at": datetime.now(UTC).isoformat(),
         }
         if text:
             event["text"] = text
         body = json.dumps(event, ensure_ascii=False).encode()
-        url = (
-            ticket["reply_route"]["events_url"]
-            if not self.args.guichet
-            else f"{self.args.guichet}/handoff/events"
-        )
+        if self.args.guichet:
+            url = self.args.guichet.rstrip("/") + "/handoff/events"
+        else:
+            url = ticket["reply_route"]["events_url"]
         signed = headers(self.secrets[0], f"evt_{uuid.uuid4().hex}", body)
-        async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=signed) as answer:
-            print(f"-> {kind} {number}: HTTP {answer.status} {await answer.text()}", flush=True)
+        assert self.http is not None
+        async with self.http.post(url, data=body, headers=signed) as answer:
+            say(f"-> {kind} {number}: HTTP {answer.status} {printable(await answer.text())}")
 
     def show(self, number: str) -> None:
         d = self.tickets.get(number)
         if d is None:
-            print(f"no ticket {number}")
+            say(f"no ticket {printable(number)}")
             return
-        print(printable(d.get("summary", "")))
+        say(printable(d.get("summary", "")))
         for line in d.get("transcript", []):
-            print(f"  [{line['sender']}] {printable(line['text'])}")
-        print("  suggested by level 1:", ", ".join(a["id"] for a in d.get("suggested_articles", [])) or "-")
+            who = line.get("agent_name") or line["sender"]
+            say(f"  [{printable(who)}] {printable(line['text'])}")
+        articles = ", ".join(printable(a["id"]) for a in d.get("suggested_articles", []))
+        say(f"  suggested by level 1: {articles or '-'}")
 
-    async def commands(self) -> None:
-        loop = asyncio.get_running_loop()
-        print(HELP, flush=True)
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                return
-            words = line.split()
-            if not words:
-                continue
-            command, rest = words[0], words[1:]
+    async def command(self, line: str) -> bool:
+        """Run one command line; False when it was `quit`."""
+        words = line.split()
+        if not words:
+            return True
+        command, rest = words[0], words[1:]
+        if command == "quit":
+            return False
+        if command == "list":
+            for number, d in self.tickets.items():
+                status = d["ticket"].get("status", "?")
+                say(
+                    f"{number}  {d['ticket'].get('priority')}  {status:9} {printable(d.get('summary', ''))[:60]}"
+                )
+            if not self.tickets:
+                say("no ticket yet")
+        elif command == "show" and rest:
+            self.show(rest[0])
+        elif command == "name" and rest:
+            self.agent = " ".join(rest)
+        elif command == "reply" and len(rest) >= 2:
+            await self.send(EVENTS[command], rest[0], " ".join(rest[1:]))
+        elif command == "assign" and rest:
+            self.agent = " ".join(rest[1:]) or self.agent
+            await self.send(EVENTS[command], rest[0])
+        elif command in ("wait", "resolve") and rest:
+            await self.send(EVENTS[command], rest[0], " ".join(rest[1:]) or None)
+        elif command in ("handback", "close") and rest:
+            await self.send(EVENTS[command], rest[0])
+        else:
+            say(HELP)
+        return True
+
+    async def commands(self, lines: asyncio.Queue[str | None]) -> None:
+        say(HELP)
+        while (line := await lines.get()) is not None:
             try:
-                if command == "quit":
+                if not await self.command(line):
                     return
-                if command == "list":
-                    for number, d in self.tickets.items():
-                        print(f"{number}  {d['ticket']['priority']}  {printable(d.get('summary', ''))[:70]}")
-                elif command == "show" and rest:
-                    self.show(rest[0])
-                elif command == "name" and rest:
-                    self.agent = " ".join(rest)
-                elif command in ("reply", "wait", "resolve") and rest:
-                    kind = {"reply": "agent.message", "wait": "ticket.waiting", "resolve": "ticket.resolved"}[
-                        command
-                    ]
-                    await self.send(kind, rest[0], " ".join(rest[1:]) or None)
-                elif command == "assign" and rest:
-                    if len(rest) > 1:
-                        self.agent = " ".join(rest[1:])
-                    await self.send("ticket.assigned", rest[0])
-                elif command in ("handback", "close") and rest:
-                    await self.send(
-                        {"handback": "ticket.handed_back", "close": "ticket.closed"}[command], rest[0]
-                    )
-                else:
-                    print(HELP)
-            except aiohttp.ClientError as exc:
-                print(f"cannot reach Guichet: {exc}", flush=True)
+            except (aiohttp.ClientError, OSError) as exc:
+                say(f"cannot reach Guichet: {exc}")
+        say("(no more input: still receiving tickets; Ctrl-C or SIGTERM stops the desk)")
+        await asyncio.Event().wait()
+
+
+def read_stdin(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    """Terminal lines into the loop. A daemon thread: a pending readline never holds up exit."""
+    for line in sys.stdin:
+        loop.call_soon_threadsafe(lines.put_nowait, line)
+    loop.call_soon_threadsafe(lines.put_nowait, None)
 
 
 async def main() -> None:
@@ -190,11 +236,21 @@ async def main() -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    print(f"level-2 desk listening on http://127.0.0.1:{args.port}/tickets", flush=True)
+    say(f"level-2 desk listening on http://127.0.0.1:{args.port}/tickets")
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=read_stdin, args=(loop, lines), daemon=True).start()
+    session = asyncio.create_task(desk.commands(lines))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, session.cancel)
     try:
-        await desk.commands()
+        async with aiohttp.ClientSession() as desk.http:
+            await session
+    except asyncio.CancelledError:
+        pass
     finally:
         await runner.cleanup()
+        say("desk stopped")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ so a receiver never depends on the order of arrival. Texts are plain text: escap
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -121,47 +122,75 @@ def event_payload(
 
 
 def load_schema(name: str = "ticket.v1.json") -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    """One of the schemas in handoff/schema/, by file name ("ticket.v1.json") or stem ("ticket.v1")."""
+    file = name if name.endswith(".json") else f"{name}.json"
+    if "/" in file or "\\" in file or file.startswith("."):
+        raise ValueError(f"not a schema name: {name!r}")
+    data: dict[str, Any] = json.loads((SCHEMA_DIR / file).read_text(encoding="utf-8"))
     return data
 
 
-def validate(document: Any, schema: Mapping[str, Any], path: str = "$") -> list[str]:
-    """Every violation of the JSON Schema subset the schemas here use, as "path: problem".
+# The keywords `validate` understands; a schema using any other is refused rather than half
+# checked. Annotations ($schema, title, description, …) check nothing.
+KEYWORDS = frozenset(
+    {
+        "type", "const", "enum", "required", "properties", "additionalProperties", "items",
+        "minLength", "maxLength", "pattern", "format", "allOf", "if", "then",
+    }
+)  # fmt: skip
+ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "examples"})
+# RFC 3339 date-time, as JSON Schema's "date-time" format means it: a date, "T", a time and
+# an offset (Z or ±hh:mm). datetime.fromisoformat alone takes much more ("20261122", no zone).
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
-    The subset: type, const, enum, required, properties, additionalProperties (false),
-    items, minLength, maxLength, pattern, format date-time, allOf, if/then."""
+
+@functools.lru_cache(maxsize=64)
+def _pattern(source: str) -> re.Pattern[str]:
+    """A schema's pattern with ECMA-262's meaning: \\d is ASCII, and a final $ is the end of
+    the text (Python's $ also matches before a final newline: "HD-1\\n" would pass)."""
+    if source.endswith("$") and not source.endswith("\\$"):
+        source = source[:-1] + r"\Z"
+    return re.compile(source, re.ASCII)
+
+
+def validate(document: Any, schema: str | Mapping[str, Any], path: str = "$") -> list[str]:
+    """Every violation of a JSON Schema (a name as for `load_schema`, or the schema itself),
+    as "path: problem"; [] when the document is valid.
+
+    Only the subset of draft 2020-12 that the schemas here use (KEYWORDS); a schema using
+    another keyword raises ValueError. const and enum compare like JSON: true is not 1."""
+    if isinstance(schema, str):
+        schema = load_schema(schema)
+    unknown = set(schema) - KEYWORDS - ANNOTATIONS
+    if unknown:
+        raise ValueError(f"{path}: the schema uses keywords this validator does not check: {sorted(unknown)}")
+    if schema.get("format", "date-time") != "date-time":
+        raise ValueError(f"{path}: the only format this validator checks is date-time")
     problems: list[str] = []
     expected = schema.get("type")
     if expected is not None and not _is_type(document, expected):
-        return [f"{path}: expected {expected}, got {type(document).__name__}"]
-    if "const" in schema and document != schema["const"]:
+        return [f"{path}: expected {expected}, got {_json_type(document)}"]
+    if "const" in schema and not _same(document, schema["const"]):
         problems.append(f"{path}: must be {schema['const']!r}")
-    if "enum" in schema and document not in schema["enum"]:
+    if "enum" in schema and not any(_same(document, option) for option in schema["enum"]):
         problems.append(f"{path}: {document!r} is not one of {schema['enum']}")
     if isinstance(document, str):
-        if len(document) < schema.get("minLength", 0):
-            problems.append(f"{path}: shorter than {schema['minLength']}")
-        if "maxLength" in schema and len(document) > schema["maxLength"]:
-            problems.append(f"{path}: longer than {schema['maxLength']}")
-        if "pattern" in schema and not re.search(schema["pattern"], document):
-            problems.append(f"{path}: does not match {schema['pattern']}")
-        if schema.get("format") == "date-time":
-            try:
-                moment = datetime.fromisoformat(document)
-                if moment.tzinfo is None:
-                    problems.append(f"{path}: a date-time needs its UTC offset")
-            except ValueError:
-                problems.append(f"{path}: not an ISO 8601 date-time")
+        problems += _string_problems(document, schema, path)
     if isinstance(document, dict):
         for name in schema.get("required", ()):
             if name not in document:
                 problems.append(f"{path}: missing {name!r}")
         properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
         for name, value in document.items():
             if name in properties:
                 problems += validate(value, properties[name], f"{path}.{name}")
-            elif schema.get("additionalProperties") is False:
+            elif extra is False:
                 problems.append(f"{path}: unexpected property {name!r}")
+            elif isinstance(extra, Mapping):
+                problems += validate(value, extra, f"{path}.{name}")
     if isinstance(document, list) and "items" in schema:
         for index, item in enumerate(document):
             problems += validate(item, schema["items"], f"{path}[{index}]")
@@ -171,6 +200,26 @@ def validate(document: Any, schema: Mapping[str, Any], path: str = "$") -> list[
                 problems += validate(document, part.get("then", {}), path)
         else:
             problems += validate(document, part, path)
+    return problems
+
+
+def _string_problems(text: str, schema: Mapping[str, Any], path: str) -> list[str]:
+    problems = []
+    # Lengths count code points, as JSON Schema does (not UTF-16 units, not bytes).
+    if len(text) < schema.get("minLength", 0):
+        problems.append(f"{path}: shorter than {schema['minLength']} characters")
+    if "maxLength" in schema and len(text) > schema["maxLength"]:
+        problems.append(f"{path}: longer than {schema['maxLength']} characters")
+    if "pattern" in schema and not _pattern(schema["pattern"]).search(text):
+        problems.append(f"{path}: does not match {schema['pattern']}")
+    if schema.get("format") == "date-time":
+        if not _DATE_TIME.fullmatch(text):
+            problems.append(f"{path}: not an RFC 3339 date-time with its offset")
+        else:
+            try:
+                datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+            except ValueError:
+                problems.append(f"{path}: not a real date-time")
     return problems
 
 
@@ -193,3 +242,21 @@ def _is_type(value: Any, expected: str | Sequence[str]) -> bool:
         if isinstance(value, _TYPES[name]):
             return True
     return False
+
+
+def _json_type(value: Any) -> str:
+    for name in ("boolean", "null", "integer", "number", "string", "array", "object"):
+        if _is_type(value, name):
+            return name
+    return type(value).__name__
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: Python says True == 1, JSON Schema says a boolean is not a number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

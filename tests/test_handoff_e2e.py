@@ -16,6 +16,7 @@ import pytest
 
 from bot.app import Guichet
 from bot.config import load_configuration
+from handoff.payload import validate
 from tests.conftest import MODEL_DIR
 from tests.level2 import Receiver, open_ticket_over_rest, post_event
 from tests.processes import config_copy
@@ -222,6 +223,9 @@ async def test_the_whole_loop_on_the_web_chat(desk: Guichet, receiver: Receiver)
         assert "Vérifiez" in unknown["text"]
     updates = [d["change"] for d in receiver.of_type("ticket.updated")]
     assert updates == ["confirmed_solved"]
+    # Every document level 2 got follows the published schema.
+    for received in receiver.received:
+        assert validate(received.document, "ticket.v1") == [], received.document["type"]
 
 
 async def test_level2_events_that_are_forged_stale_replayed_or_foreign_are_refused(

@@ -1,84 +1,222 @@
 """examples/level2_receiver.py as a help desk would run it: a real process that verifies
-signatures, keeps each ticket once, and sends an agent's reply typed on its terminal back
-to Guichet, signed."""
+signatures, keeps each ticket once (also across a restart), prints tickets safely, and sends
+an agent's commands typed on its terminal back to Guichet, signed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import subprocess
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from bot.messages import TranscriptEntry
 from handoff.payload import ticket_payload
-from handoff.signing import headers, new_secret, verify
+from handoff.signing import SignatureError, headers, new_secret, verify
 from tests.processes import ROOT, free_port
-from tests.test_handoff_units import sample_ticket
+from triage.tickets import Requester, Ticket
+
+NUMBER = "HD-2026-000042"
 
 
-async def test_the_example_desk_receives_tickets_and_answers_from_the_terminal(tmp_path: Path) -> None:
-    secret = new_secret()
-    events: list[tuple[str, dict[str, Any]]] = []
+def document(event_id: str) -> dict[str, Any]:
+    now = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+    ticket = Ticket(
+        number=NUMBER,
+        requester=Requester(
+            id="ana@example.com", channel="webchat", conversation_key="webchat:s1", name="Ana"
+        ),
+        status="open",
+        opened_at=now,
+        category="network",
+        priority="P2",
+        # A person's words may hold terminal escapes and bidi overrides: the desk must not obey them.
+        summary="VPN \x1b[2J\x1b[31mcoupé\u202e <b>urgent</b>",
+        description="le VPN coupe",
+        first_response_due=now,
+        resolution_due=now,
+        queue="support",
+    )
+    transcript = [TranscriptEntry(1, "user", "le VPN coupe", now, "m1")]
+    return ticket_payload(
+        event_id=event_id, ticket=ticket, transcript=transcript, events_url="http://unused/handoff/events"
+    )
 
-    async def guichet_events(request: web.Request) -> web.Response:  # stands in for Guichet
+
+@dataclass
+class Guichet:
+    """Stands in for Guichet's POST /handoff/events: records each event and its signature check."""
+
+    secret: str
+    port: int = field(default_factory=free_port)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
-        events.append((verify([secret], request.headers, body), json.loads(body)))
+        try:
+            checked = verify([self.secret], request.headers, body)
+        except SignatureError as exc:
+            checked = f"refused: {exc.reason}"
+        self.events.append((checked, json.loads(body)))
         return web.json_response({"accepted": True}, status=202)
 
-    app = web.Application()
-    app.router.add_post("/handoff/events", guichet_events)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    guichet_port, desk_port = free_port(), free_port()
-    await web.TCPSite(runner, "127.0.0.1", guichet_port).start()
-    log = tmp_path / "tickets.jsonl"
-    desk = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the desk runs beside the test
-        [sys.executable, "examples/level2_receiver.py", "--secret", secret, "--port", str(desk_port),
-         "--guichet", f"http://127.0.0.1:{guichet_port}", "--log-file", str(log)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        document = ticket_payload(
-            event_id="msg_1", ticket=sample_ticket(), transcript=[], events_url="http://unused/handoff/events"
-        )
-        body = json.dumps(document).encode()
-        url = f"http://127.0.0.1:{desk_port}/tickets"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.post(url, data=body, headers=headers(secret, "msg_1", body)) as answer:
-                        assert answer.status == 200
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            async with http.post(url, data=body, headers=headers(secret, "msg_1", body)) as again:
-                assert (await again.json()) == {"duplicate": True}
-            async with http.post(url, data=body, headers=headers(new_secret(), "msg_2", body)) as forged:
-                assert forged.status == 401
-        assert [json.loads(line)["id"] for line in log.read_text().splitlines()] == ["msg_1"]
-
-        assert desk.stdin is not None
-        desk.stdin.write("reply HD-2026-000042 Bonjour, je regarde ça\nresolve HD-2026-000042\n")
-        desk.stdin.flush()
-        for _ in range(100):
-            if len(events) == 2:
+    async def wait_for(self, count: int) -> list[tuple[str, dict[str, Any]]]:
+        for _ in range(200):
+            if len(self.events) >= count:
                 break
             await asyncio.sleep(0.05)
-        assert [e["type"] for _, e in events] == ["agent.message", "ticket.resolved"]
-        assert events[0][1] == {
+        return self.events
+
+
+@dataclass
+class DeskProcess:
+    process: asyncio.subprocess.Process
+    url: str
+    output: list[str] = field(default_factory=list)
+
+    async def type(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def post(self, body: bytes, signed: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        async with aiohttp.ClientSession() as http, http.post(self.url, data=body, headers=signed) as answer:
+            return answer.status, dict(answer.headers), await answer.text()
+
+    def printed(self) -> str:
+        return "".join(self.output)
+
+
+@contextlib.asynccontextmanager
+async def desk(*options: str, stdin: int | None = asyncio.subprocess.PIPE) -> AsyncIterator[DeskProcess]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "examples/level2_receiver.py", "--port", str(port), *options,
+        cwd=ROOT, stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    running = DeskProcess(process, f"http://127.0.0.1:{port}/tickets")
+
+    async def read() -> None:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            running.output.append(line.decode("utf-8", "replace"))
+
+    reader = asyncio.create_task(read())
+    try:
+        for _ in range(200):
+            if "listening on" in running.printed() or process.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert "listening on" in running.printed(), running.printed()
+        yield running
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await asyncio.wait_for(process.wait(), 10)
+        await reader
+
+
+async def test_the_desk_keeps_each_signed_ticket_once_and_answers_from_the_terminal(tmp_path: Path) -> None:
+    secret = new_secret()
+    guichet = Guichet(secret)
+    app = web.Application()
+    app.router.add_post("/handoff/events", guichet.receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", guichet.port).start()
+    log = tmp_path / "tickets.jsonl"
+    body = json.dumps(document("msg_1"), ensure_ascii=False).encode()
+    try:
+        async with desk(
+            "--secret", secret, "--guichet", f"http://127.0.0.1:{guichet.port}/", "--log-file", str(log)
+        ) as d:
+            status, _, said = await d.post(body, headers(secret, "msg_1", body))
+            assert (status, json.loads(said)) == (200, {"ok": True})
+            # Guichet retries after a lost answer: the same id is acknowledged, not kept twice.
+            status, _, said = await d.post(body, headers(secret, "msg_1", body))
+            assert (status, json.loads(said)) == (200, {"duplicate": True})
+            # Signed with another secret: refused, and not kept.
+            other = json.dumps(document("msg_2")).encode()
+            status, _, said = await d.post(other, headers(new_secret(), "msg_2", other))
+            assert (status, json.loads(said)) == (401, {"error": "no valid signature"})
+            status, _, said = await d.post(other, {"webhook-id": "msg_2", "content-type": "application/json"})
+            assert (status, json.loads(said)) == (401, {"error": "missing header webhook-timestamp"})
+
+            lines = log.read_text(encoding="utf-8").splitlines()
+            assert [json.loads(line) for line in lines] == [json.loads(body)]
+
+            await d.type(f"reply {NUMBER} Bonjour, je regarde ça")
+            await d.type(f"assign {NUMBER} Marie Curie")
+            await d.type(f"resolve {NUMBER}")
+            events = await guichet.wait_for(3)
+            await d.type("list")
+            for _ in range(100):
+                if f"{NUMBER}  P2  open" in d.printed():  # `list` ran: every command before it too
+                    break
+                await asyncio.sleep(0.05)
+        printed = d.printed()
+    finally:
+        await runner.cleanup()
+
+    assert all(checked.startswith("evt_") for checked, _ in events), events  # each one verified
+    assert len({checked for checked, _ in events}) == 3  # each event has its own id
+    sent = [{k: v for k, v in e.items() if k != "created_at"} for _, e in events]
+    assert sent == [
+        {
             "type": "agent.message",
-            "ticket": "HD-2026-000042",
+            "ticket": NUMBER,
             "queue": "support",
             "agent": {"name": "Agent"},
             "text": "Bonjour, je regarde ça",
-        }
-        assert events[0][0] != events[1][0]  # each event has its own id
-    finally:
-        desk.terminate()
-        output = desk.communicate(timeout=10)[0]
-        await runner.cleanup()
-    assert "HD-2026-000042" in output and "refused a request" in output
+        },
+        {"type": "ticket.assigned", "ticket": NUMBER, "queue": "support", "agent": {"name": "Marie Curie"}},
+        {"type": "ticket.resolved", "ticket": NUMBER, "queue": "support", "agent": {"name": "Marie Curie"}},
+    ]
+    assert all(datetime.fromisoformat(e["created_at"]).tzinfo is not None for _, e in events)
+    # The ticket was printed, as text: no terminal escape or bidi override got through.
+    assert f"== {NUMBER}  P2  network  queue support" in printed
+    assert "<b>urgent</b>" in printed
+    assert "\x1b" not in printed and "\u202e" not in printed
+    assert "! refused a request: no valid signature" in printed
+    assert f"-> agent.message {NUMBER}: HTTP 202" in printed
+
+
+async def test_a_restarted_desk_remembers_what_it_received(tmp_path: Path) -> None:
+    secret = new_secret()
+    log = tmp_path / "tickets.jsonl"
+    body = json.dumps(document("msg_9")).encode()
+    async with desk("--secret", secret, "--log-file", str(log)) as first:
+        assert (await first.post(body, headers(secret, "msg_9", body)))[0] == 200
+    async with desk("--secret", secret, "--log-file", str(log)) as second:
+        status, _, said = await second.post(body, headers(secret, "msg_9", body))
+        assert (status, json.loads(said)) == (200, {"duplicate": True})
+        await second.type("list")
+        for _ in range(100):
+            if NUMBER in second.printed():
+                break
+            await asyncio.sleep(0.05)
+        assert NUMBER in second.printed()  # the ticket itself was reloaded, so replies work
+    assert len(log.read_text(encoding="utf-8").splitlines()) == 1
+
+
+async def test_fail_rate_answers_503_and_no_terminal_does_not_stop_the_desk(tmp_path: Path) -> None:
+    secret = new_secret()
+    log = tmp_path / "tickets.jsonl"
+    body = json.dumps(document("msg_5")).encode()
+    async with desk(
+        "--secret", secret, "--fail-rate", "1", "--log-file", str(log), stdin=asyncio.subprocess.DEVNULL
+    ) as d:
+        await asyncio.sleep(0.3)  # stdin is already at its end: the desk must still be serving
+        assert d.process.returncode is None
+        status, answer_headers, said = await d.post(body, headers(secret, "msg_5", body))
+        assert (status, answer_headers.get("Retry-After"), said) == (503, "1", "busy (--fail-rate)")
+        assert "still receiving tickets" in d.printed()
+    assert not log.exists()  # a refused delivery is not kept: Guichet will send it again
+    assert d.process.returncode == 0 and "desk stopped" in d.printed()
