@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.messages import Inbound, Outbound, new_id, utcnow
+from bot.messages import Choice, Inbound, Outbound, new_id, utcnow
 from bot.settings import Settings
 from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Store
 from bot.texts import say
@@ -75,10 +75,11 @@ class TicketDesk:
         """A ticket from the qualified draft: a new one, or the person's open one it repeats."""
         triage = self.settings.triage
         now = utcnow()
+        writer = person(inbound, state)
         requester = dataclasses.replace(
-            person(inbound, state),
+            writer,
             language=language,
-            email=draft.get("email") or person(inbound, state).email,
+            email=draft.get("email") or writer.email,
             phone=draft.get("phone"),
         )
         description = str(draft.get("description") or state.facts.get("last_request") or "")
@@ -404,8 +405,6 @@ def _reply(
     sender: str = "bot",
     agent_name: str | None = None,
 ) -> Outbound:
-    from bot.messages import Choice
-
     return Outbound(
         channel=inbound.channel,
         conversation_id=inbound.conversation_id,

@@ -26,7 +26,7 @@ from bot.policy import Policy
 from bot.settings import OutboxSettings
 from bot.store.base import NO_EFFECTS, ConversationState, OutboxItem, Store
 from bot.texts import say
-from handoff.webhook import post
+from handoff.webhook import next_delay, post
 
 log = logging.getLogger("guichet.manager")
 
@@ -129,8 +129,7 @@ class Outbox:
             )
             await self.store.dead_letter(item.id, attempts, error)
             return False
-        delay = self.webhook_schedule[attempts - 1] * random.uniform(0.8, 1.2)
-        delay = max(delay, attempt.retry_after or 0.0)
+        delay = next_delay(attempts, attempt.retry_after, schedule=self.webhook_schedule)
         await self.store.retry_later(item.id, attempts, utcnow() + timedelta(seconds=delay), error)
         return False
 

@@ -9,8 +9,10 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from handoff.webhook import SCHEDULE
+from triage.config import PRIORITIES
+
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-PRIORITIES = ("P1", "P2", "P3", "P4")
 
 
 class _Frozen(BaseModel):
@@ -63,7 +65,7 @@ class HandoffSettings(_Frozen):
     routes: tuple[RouteSettings, ...] = ()
     default_queue: str | None = None
     # Standard Webhooks' schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, then a dead letter.
-    retry_schedule_seconds: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    retry_schedule_seconds: tuple[float, ...] = SCHEDULE
     # Where level 2 posts its events back, as level 2 reaches this server (behind a proxy, say so).
     events_url: str | None = None
     event_tolerance_seconds: int = Field(300, ge=10, le=3600)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Literal
@@ -86,13 +87,19 @@ async def post(
     return Attempt("rejected", status, error=_http(status, reason) + " (the receiver refuses this document)")
 
 
-def next_delay(attempt: int, retry_after: float | None = None, *, rng: random.Random | None = None) -> float:
+def next_delay(
+    attempt: int,
+    retry_after: float | None = None,
+    *,
+    schedule: Sequence[float] = SCHEDULE,
+    rng: random.Random | None = None,
+) -> float:
     """Seconds to wait after failed attempt number `attempt` (1 = the first attempt): the
     schedule with ±20% jitter, so that many documents failing together do not return
     together, and never less than what the receiver asked for with Retry-After."""
     if attempt < 1:
         raise ValueError(f"attempts are counted from 1, not {attempt}")
-    base = SCHEDULE[min(attempt, len(SCHEDULE)) - 1]
+    base = schedule[min(attempt, len(schedule)) - 1]
     delay = base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
     return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER))
 

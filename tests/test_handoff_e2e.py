@@ -250,14 +250,10 @@ async def test_level2_events_that_are_forged_stale_replayed_or_foreign_are_refus
     status, body = await post_event(desk.url, secret, {**event, "type": "ticket.exploded"})
     assert status == 400
     # The one accepted event reached the person once.
-    transcript = await desk.store.transcript(_conv(desk))
+    ticket = await desk.store.ticket(number)
+    assert ticket is not None
+    transcript = await desk.store.transcript(ticket.requester.conversation_key)
     assert [e.text for e in transcript if e.sender == "agent"] == ["bonjour"]
-
-
-def _conv(desk: Guichet) -> str:
-    rows = desk.store.db.execute("SELECT conv FROM conversations").fetchall()  # type: ignore[attr-defined]
-    (conv,) = [c for (c,) in rows if c.startswith("webchat:")]
-    return str(conv)
 
 
 async def test_a_receiver_down_then_up_gets_every_handoff_once(tmp_path: Path) -> None:

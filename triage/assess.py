@@ -198,7 +198,7 @@ class Assessment:
     contact: dict[str, str] = field(default_factory=dict)
 
 
-def _first_level(folded: str, table: Sequence[tuple[str, Sequence[str]]]) -> str | None:
+def first_level(folded: str, table: Sequence[tuple[str, Sequence[str]]]) -> str | None:
     for level, phrases in table:
         if any(_has(folded, fold(p)) for p in phrases):
             return level
@@ -246,8 +246,8 @@ def assess(text: str, parse: Parse | None, settings: TriageSettings, language: s
     return Assessment(
         category=category,
         category_confidence=confidence,
-        impact=_first_level(folded, IMPACT_PHRASES),
-        urgency=_first_level(folded, URGENCY_PHRASES),
+        impact=first_level(folded, IMPACT_PHRASES),
+        urgency=first_level(folded, URGENCY_PHRASES),
         security=security,
         device=device,
         since=since,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nlu.text import fold
-from triage.assess import IMPACT_PHRASES, URGENCY_PHRASES, _first_level
+from triage.assess import IMPACT_PHRASES, URGENCY_PHRASES, first_level
 from triage.config import TriageSettings
 from triage.texts import CHOICES, HINT, LABELS, QUESTIONS, label
 
@@ -112,9 +112,9 @@ def _level(slot: str, text: str) -> str | None:
     if folded in _WORDS.get(slot, {}):
         return _WORDS[slot][folded]
     if slot == "impact":
-        return _first_level(folded, IMPACT_PHRASES)
+        return first_level(folded, IMPACT_PHRASES)
     if slot == "urgency":
-        return _first_level(folded, URGENCY_PHRASES)
+        return first_level(folded, URGENCY_PHRASES)
     return None
 
 
@@ -128,8 +128,8 @@ def parse_answer(slot: str, text: str, language: str) -> Answer:
         # A correction names its slot by what it gives: a contact, or who is affected / how blocked.
         for other, found in (
             ("contact", _contact(text)),
-            ("impact", _first_level(folded, IMPACT_PHRASES)),
-            ("urgency", _first_level(folded, URGENCY_PHRASES)),
+            ("impact", first_level(folded, IMPACT_PHRASES)),
+            ("urgency", first_level(folded, URGENCY_PHRASES)),
         ):
             if found and other != slot:
                 return Answer("correct", found, other)
