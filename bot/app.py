@@ -144,6 +144,12 @@ class Guichet:
                 max_message_chars=settings.webchat.max_message_chars,
                 reply_timeout=settings.rest.reply_timeout_seconds,
             )
+        if settings.telegram.enabled:
+            telegram: Any = importlib.import_module("channels.telegram")
+            self.channels["telegram"] = telegram.TelegramChannel(self.http, settings.telegram)
+        if settings.slack.enabled:
+            slack: Any = importlib.import_module("channels.slack")
+            self.channels["slack"] = slack.SlackChannel(self.http, settings.slack)
 
     async def load_intent_model(self) -> None:
         """The intent classifier of this configuration: loaded, or trained once if the data is new.

@@ -255,7 +255,10 @@ class ConversationManager:
                     reply_to=inbound.platform_message_id,
                 )
             ]
-        replies = _mark_last(replies)
+        if inbound.sender == "user" and inbound.raw.get(REPLY_CONTEXT):
+            context = inbound.raw[REPLY_CONTEXT]
+            new_state = dataclasses.replace(new_state, facts={**new_state.facts, REPLY_CONTEXT: context})
+        replies = _mark_last(_addressed(new_state, replies))
         items = await self.store.complete(
             inbound, new_state, replies, utcnow() + timedelta(seconds=LEASE_SECONDS), effects
         )
@@ -307,6 +310,18 @@ class ConversationManager:
         """Wait until no conversation is being handled (for tests and benchmarks)."""
         while self._running:
             await asyncio.wait(list(self._running.values()))
+
+
+REPLY_CONTEXT = "reply_context"
+
+
+def _addressed(state: ConversationState, replies: list[Outbound]) -> list[Outbound]:
+    """Give each reply the channel's addressing of the person's latest message (kept in the
+    state so that level 2's later replies are addressed the same way)."""
+    context = state.facts.get(REPLY_CONTEXT) or {}
+    if not context:
+        return replies
+    return [r if r.context else dataclasses.replace(r, context=context) for r in replies]
 
 
 def _mark_last(replies: list[Outbound]) -> list[Outbound]:

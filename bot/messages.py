@@ -126,6 +126,10 @@ class Outbound:
     reply_to: str | None = None
     last_in_turn: bool = True
     created_at: datetime = field(default_factory=utcnow)
+    # How the channel addresses this reply (an email's recipient and thread, a Slack
+    # thread_ts): the `reply_context` the channel put in the person's latest Inbound.raw,
+    # copied by the manager so that level 2's replies reach the same place.
+    context: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def conversation_key(self) -> str:
@@ -151,6 +155,7 @@ class Outbound:
             "reply_to": self.reply_to,
             "last_in_turn": self.last_in_turn,
             "created_at": self.created_at.isoformat(),
+            "context": dict(self.context),
         }
 
     @classmethod
@@ -167,6 +172,7 @@ class Outbound:
             reply_to=data.get("reply_to"),
             last_in_turn=data.get("last_in_turn", True),
             created_at=datetime.fromisoformat(data["created_at"]),
+            context=data.get("context") or {},
         )
 
 

@@ -57,6 +57,62 @@ class RestSettings(_Frozen):
     reply_timeout_seconds: float = Field(10.0, gt=0)
 
 
+class RelaySettings(_Frozen):
+    """Where outgoing mail goes. Without a host, mail is written as .eml files under
+    <store.path>/sent-mail (the embedded default: nothing leaves the machine)."""
+
+    host: str | None = None
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = Field(None, repr=False)  # only from GUICHET_SMTP_PASSWORD
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
+class AutoReplyLimits(_Frozen):
+    """Caps on automatic replies (STANDARDS.md: per sender and globally, as Zammad does)."""
+
+    per_sender: int = Field(10, ge=1)
+    total: int = Field(500, ge=1)
+    window_seconds: int = Field(600, ge=1)
+
+
+class EmailSettings(_Frozen):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    addresses: tuple[str, ...] = ("support@example.com",)
+    domain: str = "example.com"  # ours: Message-IDs and loop detection
+    from_name: str | None = None  # default: the organisation
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_recipients: int = Field(5, ge=1, le=100)
+    auto_reply: AutoReplyLimits = AutoReplyLimits()
+    relay: RelaySettings = RelaySettings()
+
+
+class TelegramSettings(_Frozen):
+    enabled: bool = False
+    mode: Literal["webhook", "polling"] = "polling"
+    webhook_path: str = "/telegram/webhook"
+    api_base: str = "https://api.telegram.org"  # a test points it at a local Bot API mimic
+    per_chat_per_second: float = Field(1.0, gt=0)
+    per_group_per_minute: int = Field(20, ge=1)
+    global_per_second: float = Field(30.0, gt=0)
+    max_attachment_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    token: str | None = Field(None, repr=False)  # only from GUICHET_TELEGRAM_TOKEN
+    webhook_secret: str | None = Field(None, repr=False)  # only from GUICHET_TELEGRAM_WEBHOOK_SECRET
+
+
+class SlackSettings(_Frozen):
+    enabled: bool = False
+    mode: Literal["events", "socket"] = "events"
+    events_path: str = "/slack/events"
+    api_base: str = "https://slack.com/api/"  # a test points it at a local Web API mimic
+    bot_token: str | None = Field(None, repr=False)  # only from GUICHET_SLACK_BOT_TOKEN
+    signing_secret: str | None = Field(None, repr=False)  # only from GUICHET_SLACK_SIGNING_SECRET
+    app_token: str | None = Field(None, repr=False)  # only from GUICHET_SLACK_APP_TOKEN (Socket Mode)
+
+
 class AnsweringSettings(_Frozen):
     answer_threshold: float = Field(0.5, ge=0, le=1)
     suggest_threshold: float = Field(0.3, ge=0, le=1)
@@ -105,6 +161,9 @@ class Settings(_Frozen):
     store: StoreSettings = StoreSettings()
     webchat: WebchatSettings = WebchatSettings()
     rest: RestSettings = RestSettings()
+    email: EmailSettings = EmailSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    slack: SlackSettings = SlackSettings()
     answering: AnsweringSettings = AnsweringSettings()
     nlu: NluSettings = NluSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -125,7 +184,27 @@ ENVIRONMENT: Mapping[str, tuple[tuple[str, ...], Any]] = {
     "GUICHET_SECRET_KEY": (("secret_key",), str),
     "GUICHET_RASA_URL": (("nlu", "rasa_url"), str),
     "GUICHET_MODEL_DIR": (("nlu", "model_dir"), str),
+    "GUICHET_SMTP_HOST": (("email", "host"), str),
+    "GUICHET_SMTP_PORT": (("email", "port"), int),
+    "GUICHET_SMTP_PASSWORD": (("email", "relay", "password"), str),
+    "GUICHET_TELEGRAM_TOKEN": (("telegram", "token"), str),
+    "GUICHET_TELEGRAM_WEBHOOK_SECRET": (("telegram", "webhook_secret"), str),
+    "GUICHET_SLACK_BOT_TOKEN": (("slack", "bot_token"), str),
+    "GUICHET_SLACK_SIGNING_SECRET": (("slack", "signing_secret"), str),
+    "GUICHET_SLACK_APP_TOKEN": (("slack", "app_token"), str),
 }
+
+# Keys that hold secrets: refused in the file (they come from the environment above).
+SECRET_KEYS: tuple[tuple[str, ...], ...] = (
+    ("secret_key",),
+    ("store", "redis_url"),
+    ("email", "relay", "password"),
+    ("telegram", "token"),
+    ("telegram", "webhook_secret"),
+    ("slack", "bot_token"),
+    ("slack", "signing_secret"),
+    ("slack", "app_token"),
+)
 
 
 def load_settings(
@@ -158,17 +237,17 @@ def load_settings(
                 DataProblem(path, 1, "the settings file must be a mapping", "write one 'key: value' per line")
             ]
         raw = loaded or {}
-        if any(k in raw for k in ("secret_key",)) or (
-            isinstance(raw.get("store"), dict) and "redis_url" in raw["store"]
-        ):
-            return None, [
-                DataProblem(
-                    path,
-                    _line_of(root, ("secret_key",)) or _line_of(root, ("store", "redis_url")),
-                    "secrets do not belong in the settings file",
-                    "remove it and set GUICHET_SECRET_KEY / GUICHET_REDIS_URL in the environment",
-                )
-            ]
+        for where in SECRET_KEYS:
+            if _has(raw, where):
+                variable = next(v for v, (w, _) in ENVIRONMENT.items() if w == where)
+                return None, [
+                    DataProblem(
+                        path,
+                        _line_of(root, where),
+                        f"{'.'.join(where)}: secrets do not belong in the settings file",
+                        f"remove it and set {variable} in the environment",
+                    )
+                ]
     problems: list[DataProblem] = []
     for variable, (where, convert) in ENVIRONMENT.items():
         if variable not in environ:
@@ -226,6 +305,15 @@ def load_settings(
     return (None if problems else settings), problems
 
 
+def _has(raw: Mapping[str, Any], where: tuple[str, ...]) -> bool:
+    node: Any = raw
+    for part in where:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def _line_of(root: yaml.Node | None, loc: tuple[str, ...]) -> int | None:
     """The 1-based line of the deepest key of loc that exists in the YAML document."""
     node = root
@@ -262,4 +350,5 @@ def _known_keys(loc: tuple[str, ...]) -> list[str]:
             model = annotation
         else:
             return []
-    return [name for name in model.model_fields if name not in ("config_dir", "secret_key", "redis_url")]
+    secret = {w[-1] for w in SECRET_KEYS}
+    return [name for name in model.model_fields if name not in {"config_dir", *secret}]
