@@ -73,6 +73,7 @@ class Guichet:
             self.settings.organisation,
             self.desk,
             self.settings.triage,
+            self.settings.email.auto_reply,
         )
         self.kb_watcher = KnowledgeBaseWatcher(self.settings.config_dir / "kb", self.engine)
         self.outbox = Outbox(self.store, self.settings.outbox, self.settings.handoff.retry_schedule_seconds)
@@ -144,12 +145,51 @@ class Guichet:
                 max_message_chars=settings.webchat.max_message_chars,
                 reply_timeout=settings.rest.reply_timeout_seconds,
             )
+        if settings.email.enabled:
+            self.channels["email"] = self._email_channel()
         if settings.telegram.enabled:
             telegram: Any = importlib.import_module("channels.telegram")
             self.channels["telegram"] = telegram.TelegramChannel(self.http, settings.telegram)
         if settings.slack.enabled:
             slack: Any = importlib.import_module("channels.slack")
             self.channels["slack"] = slack.SlackChannel(self.http, settings.slack)
+
+    def _email_channel(self) -> Channel:
+        from channels.email import EmailChannel, EmailOptions
+        from channels.email_relay import FolderRelay, MailRelay, SmtpRelay
+
+        mail = self.settings.email
+        relay: MailRelay
+        if mail.relay.host:
+            relay = SmtpRelay(
+                mail.relay.host,
+                mail.relay.port,
+                security=mail.relay.security,
+                username=mail.relay.username,
+                password=mail.relay.password,
+                timeout=mail.relay.timeout_seconds,
+                local_hostname=mail.domain,
+            )
+        else:
+            relay = FolderRelay(Path(self.settings.store.path) / "sent-mail")
+        options = EmailOptions(
+            addresses=mail.addresses,
+            domain=mail.domain,
+            host=mail.host,
+            port=mail.port,
+            max_bytes=mail.max_bytes,
+            max_recipients=mail.max_recipients,
+            from_name=mail.from_name or self.settings.organisation,
+        )
+        return EmailChannel(options, relay, self._ticket_thread)
+
+    async def _ticket_thread(self, number: str, sender: str) -> str | None:
+        """The email conversation of a ticket quoted in a subject, if the sender owns it."""
+        ticket = await self.store.ticket(number)
+        if ticket is None or (ticket.requester.email or "").lower() != sender.lower():
+            return None
+        channel, _, conversation = ticket.requester.conversation_key.partition(":")
+        return conversation if channel == "email" else None
 
     async def load_intent_model(self) -> None:
         """The intent classifier of this configuration: loaded, or trained once if the data is new.
@@ -239,6 +279,19 @@ class Guichet:
             "Ctrl-C stops it.",
             flush=True,
         )
+        mail: Any = self.channels.get("email")
+        if mail is not None:
+            relay = self.settings.email.relay
+            where = (
+                f"through {relay.host}:{relay.port}"
+                if relay.host
+                else f"written to {Path(self.settings.store.path) / 'sent-mail'}"
+            )
+            print(
+                f"Email: SMTP for {', '.join(mail.options.addresses)} on {mail.options.host}:{mail.port}; "
+                f"replies are {where}.",
+                flush=True,
+            )
         await stop.wait()
         print("Stopping…", flush=True)
         await self.stop()

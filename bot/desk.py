@@ -424,5 +424,5 @@ def _when(moment: datetime, language: str) -> str:
     elif moment.date() == today + timedelta(days=1):
         day = "demain" if language == "fr" else "tomorrow"
     else:
-        day = moment.strftime("%d/%m/%Y") if language == "fr" else moment.strftime("%Y-%m-%d")
+        day = f"le {moment:%d/%m/%Y}" if language == "fr" else moment.strftime("%Y-%m-%d")
     return f"{day} {'à' if language == 'fr' else 'at'} {moment:%H:%M}"

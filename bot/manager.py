@@ -321,6 +321,10 @@ def _addressed(state: ConversationState, replies: list[Outbound]) -> list[Outbou
     context = state.facts.get(REPLY_CONTEXT) or {}
     if not context:
         return replies
+    tickets = state.facts.get("tickets") or []
+    ticket = state.facts.get("active_ticket") or (tickets[-1] if tickets else None)
+    if ticket:  # the ticket the reply is about (an email's subject quotes it)
+        context = {**context, "ticket": ticket}
     return [r if r.context else dataclasses.replace(r, context=context) for r in replies]
 
 

@@ -13,13 +13,15 @@ without buttons.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from bot.desk import Outcome, TicketDesk
 from bot.messages import Choice, Inbound, Outbound
-from bot.settings import AnsweringSettings
+from bot.settings import AnsweringSettings, AutoReplyLimits
 from bot.store.base import ConversationState
 from bot.texts import say
 from nlu.engine import BuiltinEngine, NluEngine, Parse
@@ -28,6 +30,10 @@ from nlu.text import fold
 from triage.assess import assess
 from triage.config import TriageSettings
 from triage.slots import missing, parse_answer, question
+
+log = logging.getLogger("guichet.policy")
+
+EMAIL = "email"
 
 SMALLTALK = frozenset(
     {"greet", "goodbye", "thanks", "help", "affirm", "deny", "request_human", "ticket_status"}
@@ -43,7 +49,9 @@ class Policy:
         organisation: str,
         desk: TicketDesk,
         triage: TriageSettings,
+        auto_reply: AutoReplyLimits | None = None,
     ) -> None:
+        self.auto_reply = auto_reply or AutoReplyLimits()
         self.engine = engine
         self.builtin = builtin  # holds the knowledge base's articles, whichever engine understands
         self.answering = answering
@@ -52,6 +60,11 @@ class Policy:
         self.triage = triage
 
     async def handle(self, state: ConversationState, inbound: Inbound) -> Outcome:
+        if inbound.channel == EMAIL:
+            return await self._by_email(state, inbound)
+        return await self._handle(state, inbound)
+
+    async def _handle(self, state: ConversationState, inbound: Inbound) -> Outcome:
         if inbound.sender == "agent":
             return await self.desk.level2_event(state, inbound)
         parse = await self.engine.parse(inbound.text, inbound.language or state.language)
@@ -96,6 +109,126 @@ class Policy:
         if _ticket_number(parse) is not None:
             return await self._status(state, turn, parse)
         return self._answer_from_kb(state, turn, parse)
+
+    # Email --------------------------------------------------------------------------------
+    async def _by_email(self, state: ConversationState, inbound: Inbound) -> Outcome:
+        """Email is not a chat: each new mail opens a ticket at once and gets ONE automatic
+        reply (what the knowledge base suggests, the ticket number); a follow-up in the
+        thread goes to level 2 without a reply; mail the rules of RFC 3834 refuse (bounces,
+        out-of-office, lists, robots, our own mail) is kept and never answered."""
+        outcome = await self._email_turn(state, inbound)
+        replies = outcome.replies
+        if replies and inbound.sender == "user" and not await self._may_auto_reply(inbound):
+            replies = []
+        return Outcome(outcome.state, _one_mail(replies), outcome.effects)
+
+    async def _email_turn(self, state: ConversationState, inbound: Inbound) -> Outcome:
+        if inbound.sender == "agent":
+            return await self.desk.level2_event(state, inbound)
+        details = inbound.raw.get("email") or {}
+        refusal = details.get("auto_reply_refusal")
+        active = await self.desk.active_ticket(state)
+        if refusal:
+            log.info("email %s gets no reply: %s", inbound.platform_message_id, refusal)
+            if active is not None and not str(refusal).startswith(_OUR_OWN):
+                # A bounce or an out-of-office about the agent's mail: level 2 should know.
+                return await self.desk.relay_to_level2(
+                    state, inbound, state.language or "fr", acknowledge=False
+                )
+            return Outcome(state, [])
+        pending = state.pending
+        if pending.get("kind") == "choice" and _picked(inbound, pending.get("options", [])) is not None:
+            return await self._handle(state, inbound)  # "oui" to "is it solved?", or a number
+        subject = _RE_PREFIX.sub("", str(details.get("subject") or "")).strip()
+        text = inbound.text
+        description = text if not subject or fold(subject) in fold(text) else f"{subject}\n{text}"
+        parse = await self.engine.parse(description, inbound.language or state.language)
+        language = parse.language
+        state = dataclasses.replace(state, language=language)
+        turn = _Turn(inbound, language)
+        if active is not None:
+            if _is_cancel(text):
+                return await self.desk.cancel(state, inbound, language)
+            if fold(text).strip(" .!") in _SOLVED:
+                facts = {**state.facts, "solved_at_level1": int(state.facts.get("solved_at_level1", 0)) + 1}
+                state = dataclasses.replace(state, facts=facts)
+                return await self.desk.confirm_resolution(state, inbound, language, active.number, True)
+            if _asks_status(text):
+                return await self._status(state, turn, parse)
+            return await self.desk.relay_to_level2(state, inbound, language, acknowledge=False)
+        intent = parse.intent
+        best_kb = parse.kb_matches[0].score if parse.kb_matches else 0.0
+        if (
+            intent is not None
+            and intent.name in ("thanks", "goodbye")
+            and intent.confidence >= self.answering.smalltalk_threshold
+            and best_kb < self.answering.suggest_threshold
+        ):
+            return Outcome(state, [])  # "merci !" needs no ticket and no automatic reply
+        if _asks_status(text):
+            return await self._status(state, turn, parse)
+        return await self._email_ticket(state, turn, description, parse)
+
+    async def _email_ticket(
+        self, state: ConversationState, turn: _Turn, description: str, parse: Parse
+    ) -> Outcome:
+        settings = self.answering
+        lang = turn.language
+        matches = [m for m in parse.kb_matches if m.score >= settings.suggest_threshold][
+            : settings.max_suggestions
+        ]
+        confident = (
+            bool(matches)
+            and matches[0].score >= settings.answer_threshold
+            and (len(matches) == 1 or matches[0].score - matches[1].score >= settings.close_margin)
+        )
+        if confident:
+            matches = matches[:1]
+        suggested = [*state.facts.get("suggested", []), *(m.article_id for m in matches)][-20:]
+        state = dataclasses.replace(
+            state, facts={**state.facts, "last_request": description, "suggested": suggested}
+        )
+        draft: dict[str, Any] = {"description": description}
+        if turn.inbound.user_email:
+            draft["email"] = turn.inbound.user_email
+        opened = await self.desk.open_ticket(state, turn.inbound, lang, draft, parse)
+        number = str(opened.state.facts.get("active_ticket") or "")
+        name = turn.inbound.user_name
+        parts = [say("email_intro", lang, name=f" {name}" if name else "")]
+        articles = [(m, self.builtin.article(m.language, m.article_id)) for m in matches]
+        if confident and articles[0][1] is not None:
+            article = articles[0][1]
+            parts += [say("email_article", lang), f"{article.title}\n\n{article.body}"]
+        elif articles:
+            parts.append(say("email_articles", lang))
+            parts += [f"• {a.title}\n{_excerpt(a.body)}" for _, a in articles if a is not None]
+        parts += [r.text for r in opened.replies]
+        footer = "email_footer" if confident else "email_footer_plain"
+        parts.append(say(footer, lang, number=number, organisation=self.organisation))
+        return Outcome(opened.state, [turn.reply("\n\n".join(parts))], opened.effects)
+
+    async def _may_auto_reply(self, inbound: Inbound) -> bool:
+        """The caps of STANDARDS.md: so many automatic replies per sender and in all, per window."""
+        address = str((inbound.raw.get("reply_context") or {}).get("envelope_sender") or "").lower()
+        if not address:
+            return False
+        limits = self.auto_reply
+        window = int(time.time() // limits.window_seconds)
+        store = self.desk.store
+        if await store.next_number(f"auto-reply:{address}:{window}") > limits.per_sender:
+            log.warning(
+                "automatic replies to %s capped (%d per %d s)",
+                address,
+                limits.per_sender,
+                limits.window_seconds,
+            )
+            return False
+        if await store.next_number(f"auto-reply:*:{window}") > limits.total:
+            log.warning(
+                "automatic replies capped for everyone (%d per %d s)", limits.total, limits.window_seconds
+            )
+            return False
+        return True
 
     async def _smalltalk(self, state: ConversationState, turn: _Turn, intent: str, parse: Parse) -> Outcome:
         lang = turn.language
@@ -353,6 +486,53 @@ _CANCEL = frozenset(
         "cancel my request",
     }
 )
+
+
+_SOLVED = frozenset(
+    {
+        "resolu",
+        "c'est resolu",
+        "probleme resolu",
+        "regle",
+        "c'est regle",
+        "solved",
+        "resolved",
+        "it's solved",
+        "fixed",
+    }
+)
+_RE_PREFIX = re.compile(r"^\s*((re|tr|fwd?|aw|sv)\s*:\s*)+", re.IGNORECASE)
+# Refusals of bot/channels/email_message.py that mean our own mail came back: never relayed.
+_OUR_OWN = ("X-Loop", "our own message")
+
+
+_NUMBER_IN_TEXT = re.compile(r"\b[A-Z]{2,5}-\d{4}-\d{4,8}\b")
+
+
+def _asks_status(text: str) -> bool:
+    """A short mail whose own words (not the subject) quote a ticket number: "where is it?"."""
+    return _NUMBER_IN_TEXT.search(text) is not None and len(text.split()) <= 12
+
+
+def _excerpt(body: str, limit: int = 300) -> str:
+    text = " ".join(body.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + " …"
+
+
+def _one_mail(replies: list[Outbound]) -> list[Outbound]:
+    """A turn's replies as one mail per sender: nobody wants three emails for one answer."""
+    if len(replies) <= 1:
+        return replies
+    merged: list[Outbound] = []
+    for reply in replies:
+        if merged and merged[-1].sender == reply.sender:
+            last = merged[-1]
+            merged[-1] = dataclasses.replace(
+                last, text=f"{last.as_text()}\n\n{reply.text}", choices=reply.choices, id=last.id
+            )
+        else:
+            merged.append(reply)
+    return merged
 
 
 def _is_cancel(text: str) -> bool:

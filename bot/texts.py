@@ -57,11 +57,37 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "ticket_opened": {
         "fr": "C'est noté : votre demande porte le numéro {number} (priorité {priority}). "
-        "Un technicien vous répondra ici, au plus tard le {first_response}. "
+        "Un technicien vous répondra ici, au plus tard {first_response}. "
         "Citez ce numéro si vous nous recontactez, sur n'importe quel canal.",
         "en": "Done: your request is number {number} (priority {priority}). "
         "A technician will answer you here by {first_response} at the latest. "
         "Quote this number if you contact us again, on any channel.",
+    },
+    "email_intro": {
+        "fr": "Bonjour{name},\n\nNous avons bien reçu votre message.",
+        "en": "Hello{name},\n\nWe have received your message.",
+    },
+    "email_article": {
+        "fr": "Cet article de notre base de connaissances répond peut-être déjà à votre question :",
+        "en": "This article from our knowledge base may already answer your question:",
+    },
+    "email_articles": {
+        "fr": "Ces articles de notre base de connaissances pourraient vous aider :",
+        "en": "These articles from our knowledge base might help:",
+    },
+    "email_footer": {
+        "fr": "Pour compléter votre demande, répondez simplement à ce message en gardant le numéro {number} "
+        "dans l'objet. Si l'article ci-dessus a réglé le problème, répondez « résolu ».\n\n"
+        "— {organisation} (réponse automatique)",
+        "en": "To add anything, simply reply to this message, keeping the number {number} in the subject. "
+        'If the article above solved the problem, reply "solved".\n\n'
+        "— {organisation} (automatic reply)",
+    },
+    "email_footer_plain": {
+        "fr": "Pour compléter votre demande, répondez simplement à ce message en gardant le numéro {number} "
+        "dans l'objet.\n\n— {organisation} (réponse automatique)",
+        "en": "To add anything, simply reply to this message, keeping the number {number} in the subject.\n\n"
+        "— {organisation} (automatic reply)",
     },
     "ticket_recurring": {
         "fr": "J'ai noté que ce problème revient (demandes précédentes : {linked}) : je l'ai signalé au technicien.",

@@ -8,18 +8,25 @@ exception text leaks. A reply to our own mail continues its conversation: the co
 id travels in the Message-IDs Guichet gives its replies (`<c.{id}.{random}@domain>`), so
 threading needs no lookup.
 
-(Outgoing mail — the automatic reply through the outbox to an SMTP relay — is the next step
-of issue 5; until then this channel is not started by `guichet run`.)
+A reply to a mail that quotes one of the sender's ticket numbers in its subject continues
+that ticket's conversation too. Outgoing mail (`send`) is built from the reply context the
+inbound mail carried (recipient, subject, thread): the bot's replies are automatic replies
+(RFC 3834: `Auto-Submitted: auto-replied`, empty envelope sender, never to a sender the
+rules refuse), a level-2 agent's replies are ordinary mail from the support address. Both
+leave through the outbox to the relay (channels/email_relay.py), retried, never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.policy
+import email.utils
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -28,10 +35,20 @@ from bot.errors import DeliveryError
 from bot.messages import Inbound, Outbound, clean_text
 from channels.base import Channel, OnMessage
 from channels.email_message import auto_reply_refusal, read_mail
+from channels.email_relay import MailRelay
 
 log = logging.getLogger("guichet.email")
 
 _THREAD = re.compile(r"<c\.([A-Za-z0-9_-]{6,64})\.[A-Za-z0-9]+@")
+_TICKET = re.compile(r"\b[A-Z]{2,5}-\d{4}-\d{4,8}\b")
+
+# Headers are built by email.policy (no CR/LF injection); lines up to 200 characters keep our
+# Message-IDs on one line (RFC 5322 allows 998).
+_POLICY = email.policy.default.clone(max_line_length=200)
+
+# (ticket number, sender address) → the conversation id of that ticket when it is the
+# sender's own email conversation, else None (a guessed number opens nothing of anyone else's).
+TicketThread = Callable[[str, str], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +61,7 @@ class EmailOptions:
     max_recipients: int = 5
     timeout_seconds: float = 60.0
     command_call_limit: int = 50
+    from_name: str = "Help desk"
 
     @property
     def loop_id(self) -> str:
@@ -61,8 +79,12 @@ def thread_of(references: Sequence[str]) -> str | None:
 class EmailChannel(Channel):
     name = "email"
 
-    def __init__(self, options: EmailOptions) -> None:
+    def __init__(
+        self, options: EmailOptions, relay: MailRelay, ticket_thread: TicketThread | None = None
+    ) -> None:
         self.options = options
+        self.relay = relay
+        self.ticket_thread = ticket_thread
         self._accepted = {a.lower() for a in options.addresses}
         self._on_message: OnMessage | None = None
         self._server: asyncio.Server | None = None
@@ -96,9 +118,58 @@ class EmailChannel(Channel):
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        await self.relay.close()
 
     async def send(self, message: Outbound, seq: int | None) -> None:
-        raise DeliveryError(self.name, "outgoing mail is not available yet", permanent=False)
+        context = message.context
+        automatic = message.sender != "agent"
+        recipient = str((context.get("envelope_sender") if automatic else context.get("reply_address")) or "")
+        if not recipient:
+            # Only mail the rules refuse ever reached this conversation (bot/policy.py gives
+            # it no reply); the message stays in the transcript level 2 reads.
+            raise DeliveryError(self.name, "this conversation has no address to write to", permanent=True)
+        mail = self.compose(message)
+        # Automatic replies go with an empty envelope sender (RFC 3834 §3.3): a bounce of a
+        # bounce is impossible. An agent's reply may bounce back to the support address.
+        await self.relay.send(mail, "" if automatic else self.options.loop_id, recipient)
+
+    def compose(self, message: Outbound) -> EmailMessage:
+        """The mail for one reply; headers built by email.policy.default (no CR/LF injection)."""
+        context = message.context
+        options = self.options
+        automatic = message.sender != "agent"
+        mail = EmailMessage(policy=_POLICY)
+        subject = " ".join(str(context.get("subject") or "").split())
+        if not subject.lower().startswith(("re:", "re :")):
+            subject = f"Re: {subject}" if subject else "Re:"
+        ticket = str(context.get("ticket") or "")
+        if ticket and ticket not in subject:
+            subject = f"{subject} [{ticket}]"
+        mail["Subject"] = subject[:250]
+        name = message.agent_name if message.sender == "agent" and message.agent_name else options.from_name
+        # A display name from level 2 or the settings: one line, whatever it holds.
+        mail["From"] = email.utils.formataddr((" ".join(name.split())[:100], options.loop_id))
+        to = context.get("envelope_sender") if automatic else context.get("reply_address")
+        mail["To"] = str(to or "")
+        mail["Date"] = email.utils.formatdate(localtime=False)
+        # Our Message-IDs carry the conversation (threading without a lookup) and the reply's
+        # id, so a retried delivery is the same message to the receiver.
+        mail["Message-ID"] = f"<c.{message.conversation_id}.{message.id}@{options.domain}>"
+        original = str(context.get("message_id") or "")
+        references = [str(r) for r in context.get("references", ())][-10:]
+        if original:
+            mail["In-Reply-To"] = original
+            mail["References"] = " ".join([*references, original])
+        if automatic:
+            mail["Auto-Submitted"] = "auto-replied"
+            mail["Precedence"] = "auto_reply"
+            mail["X-Auto-Response-Suppress"] = "All"
+        mail["X-Loop"] = options.loop_id
+        language = message.language or context.get("language")
+        if language:
+            mail["Content-Language"] = str(language)
+        mail.set_content(message.as_text() + "\n")
+        return mail
 
     # aiosmtpd's handler hooks --------------------------------------------------------------
     async def handle_RCPT(
@@ -116,7 +187,7 @@ class EmailChannel(Channel):
         if isinstance(raw, str):
             raw = raw.encode("utf-8", errors="replace")
         try:
-            inbound = self.to_inbound(raw, envelope.mail_from or "")
+            inbound = await self.to_inbound(raw, envelope.mail_from or "")
             assert self._on_message is not None, "start() was not called"
             await self._on_message(inbound)
         except Exception:
@@ -124,25 +195,45 @@ class EmailChannel(Channel):
             return "451 4.3.0 Temporary failure, please try again later"
         return f"250 2.0.0 Accepted as {inbound.platform_message_id[:64]}"
 
-    def to_inbound(self, raw: bytes, envelope_sender: str) -> Inbound:
+    async def to_inbound(self, raw: bytes, envelope_sender: str) -> Inbound:
         mail = read_mail(raw)
         digest = hashlib.sha256(raw).hexdigest()
         # A retry of the same message is the same platform message: deduplicated by the store.
         platform_id = mail.message_id or f"<sha256.{digest}>"
         conversation = thread_of([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])])
+        if conversation is None and self.ticket_thread is not None and mail.sender:
+            # "Re: [HD-2026-000042]" from the ticket's own requester continues that ticket.
+            for number in _TICKET.findall(mail.subject):
+                if conversation := await self.ticket_thread(number, mail.sender):
+                    break
         if conversation is None:
             conversation = hashlib.sha256(platform_id.encode()).hexdigest()[:24]
         text = clean_text(mail.text) or clean_text(mail.subject) or "(empty message)"
         refusal = auto_reply_refusal(mail, envelope_sender, (self.options.domain,), self.options.loop_id)
+        sender = envelope_sender.strip("<>")
         details: dict[str, Any] = {
             "subject": mail.subject,
             "message_id": mail.message_id,
             "envelope_sender": envelope_sender,
             "auto_reply_refusal": refusal,
             "attachments": [
-                {"filename": a.filename, "type": a.content_type, "size": a.size} for a in mail.attachments
+                {"name": a.filename, "type": a.content_type, "size": a.size} for a in mail.attachments
             ],
         }
+        # How replies reach this person (bot/manager.py copies it onto every reply, also
+        # level 2's later ones): automatic replies to the envelope sender only (RFC 3834),
+        # an agent's replies to the From address. A mail the rules refuse (a bounce, an
+        # out-of-office) leaves the conversation's addressing as it was: level 2 must not
+        # end up writing to MAILER-DAEMON.
+        reply_context: dict[str, Any] = {}
+        if refusal is None:
+            reply_context = {
+                "envelope_sender": sender,
+                "reply_address": mail.sender or sender,
+                "subject": mail.subject,
+                "message_id": mail.message_id or "",
+                "references": list(mail.references[-10:]),
+            }
         return Inbound(
             channel=self.name,
             conversation_id=conversation,
@@ -153,5 +244,5 @@ class EmailChannel(Channel):
             # The sender's address is the person's identity (the issue's rule); a forged
             # sender gets no automatic reply (auto_reply_refusal) but is still read.
             user_email=mail.sender or None,
-            raw={"email": details},
+            raw={"email": details, "reply_context": reply_context, "attachments": details["attachments"]},
         )

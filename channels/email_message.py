@@ -32,6 +32,7 @@ _QUOTE_HEADER = re.compile(
     r"de\s*:.*|from\s*:.*)$",
     re.IGNORECASE,
 )
+_AUTH_FAILED = re.compile(r"\b(dmarc|spf|dkim)=(fail|softfail|permerror)\b", re.IGNORECASE)
 _SIGNATURE = re.compile(r"^(--\s*|__+|envoyé de mon .*|sent from my .*)$", re.IGNORECASE)
 
 
@@ -174,6 +175,10 @@ def auto_reply_refusal(
         mail.message_id.lower().rstrip(">").endswith("@" + d.lower()) for d in our_domains
     ):
         return "our own message came back"
+    for value in message.get_all("Authentication-Results", failobj=[]):
+        # Our MX's verdict: a reply to a forged sender would make us a backscatter source.
+        if _AUTH_FAILED.search(str(value)):
+            return f"sender authentication failed ({_AUTH_FAILED.search(str(value)).group(0)})"  # type: ignore[union-attr]
     local, _, domain = envelope_sender.strip("<>").lower().rpartition("@")
     if not local or not domain:
         return "malformed envelope sender"
@@ -185,36 +190,3 @@ def auto_reply_refusal(
     if len(from_addresses) != 1:
         return "not exactly one From address"
     return None
-
-
-def auto_reply(
-    mail: ReceivedMail,
-    envelope_sender: str,
-    *,
-    from_address: str,
-    text: str,
-    ticket_number: str | None,
-    our_domain: str,
-    loop_id: str,
-) -> EmailMessage:
-    """The automatic reply RFC 3834 describes: to the envelope sender only, short plain text,
-    threaded on the original, marked auto-replied and with our loop id."""
-    reply = EmailMessage(policy=email.policy.default)
-    subject = " ".join(mail.subject.split())  # no CR/LF can reach a header
-    if not subject.lower().startswith("re:"):
-        subject = f"Re: {subject}" if subject else "Re:"
-    if ticket_number and ticket_number not in subject:
-        subject = f"{subject} [{ticket_number}]"
-    reply["Subject"] = subject[:250]
-    reply["From"] = from_address
-    reply["To"] = envelope_sender.strip("<>")
-    reply["Auto-Submitted"] = "auto-replied"
-    reply["X-Loop"] = loop_id
-    reply["Precedence"] = "auto_reply"
-    reply["Date"] = email.utils.formatdate(localtime=False)
-    reply["Message-ID"] = email.utils.make_msgid(domain=our_domain)
-    if mail.message_id:
-        reply["In-Reply-To"] = mail.message_id
-        reply["References"] = " ".join([*mail.references[-10:], mail.message_id])
-    reply.set_content(text)
-    return reply

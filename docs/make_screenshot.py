@@ -24,7 +24,13 @@ from bot.config import load_configuration  # noqa: E402
 async def main() -> None:
     with tempfile.TemporaryDirectory() as data:
         configuration = load_configuration(
-            ROOT / "config", environ={**os.environ, "GUICHET_DATA_DIR": data, "GUICHET_HTTP_PORT": "0"}
+            ROOT / "config",
+            environ={
+                **os.environ,
+                "GUICHET_DATA_DIR": data,
+                "GUICHET_HTTP_PORT": "0",
+                "GUICHET_SMTP_PORT": "0",
+            },
         )
         app = Guichet(configuration)
         await app.start()

@@ -50,6 +50,7 @@ def configuration_for(tmp_path: Path, **overrides: object) -> Configuration:
     environ = {
         "GUICHET_DATA_DIR": str(tmp_path / "data"),
         "GUICHET_HTTP_PORT": "0",
+        "GUICHET_SMTP_PORT": "0",
         "GUICHET_MODEL_DIR": str(MODEL_DIR),
     }
     environ.update({k: str(v) for k, v in overrides.items()})

@@ -42,7 +42,8 @@ class GuichetProcess:
         self, config_dir: Path, data_dir: Path, port: int, env: dict[str, str] | None = None
     ) -> None:
         self.config_dir, self.data_dir, self.port = config_dir, data_dir, port
-        self.env = {**os.environ, "GUICHET_DATA_DIR": str(data_dir), **(env or {})}
+        # SMTP on a free port too: several processes (and test runs) side by side.
+        self.env = {**os.environ, "GUICHET_DATA_DIR": str(data_dir), "GUICHET_SMTP_PORT": "0", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{port}"
         self.log = data_dir.parent / f"guichet-{port}.log"

@@ -16,6 +16,7 @@ import pytest
 from bot.messages import AcceptResult, Inbound
 from bot.store.embedded import EmbeddedStore
 from channels.email import EmailChannel, EmailOptions
+from channels.email_relay import FolderRelay
 from tests.test_email_message import GOOD
 
 SUPPORT = "support@support.example.com"
@@ -41,7 +42,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     store = EmbeddedStore(tmp_path / "store")
     await store.open()
     channel = EmailChannel(
-        EmailOptions(addresses=(SUPPORT,), domain="support.example.com", port=0, max_bytes=100_000)
+        EmailOptions(addresses=(SUPPORT,), domain="support.example.com", port=0, max_bytes=100_000),
+        FolderRelay(tmp_path / "sent"),
     )
     instance = Server(channel, store)
     await channel.start(instance.on_message)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from channels.email_message import auto_reply, auto_reply_refusal, read_mail, strip_quotes
+from bot.messages import Outbound
+from channels.email import EmailChannel, EmailOptions
+from channels.email_message import auto_reply_refusal, read_mail, strip_quotes
+from channels.email_relay import FolderRelay
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OURS = ("support.example.com",)
@@ -100,26 +103,32 @@ def test_html_only_mail_and_signatures() -> None:
     assert strip_quotes("> old\nnew words") == "new words"
 
 
-def test_the_auto_reply_cannot_start_a_loop_nor_inject_headers() -> None:
+def test_the_auto_reply_cannot_start_a_loop_nor_inject_headers(tmp_path: Path) -> None:
     raw = GOOD.replace(
         b"Subject: =?utf-8?q?Imprimante_bloqu=C3=A9e?=", b"Subject: =?utf-8?q?Help=0D=0ABcc:_evil@x.fr?="
     )
     mail = read_mail(raw)
-    reply = auto_reply(
-        mail,
-        "ana@client.fr",
-        from_address="Support <no-reply@support.example.com>",
-        text="Votre demande porte le numéro HD-2026-000042.",
-        ticket_number="HD-2026-000042",
-        our_domain="support.example.com",
-        loop_id=LOOP,
+    channel = EmailChannel(
+        EmailOptions(addresses=(LOOP,), domain="support.example.com", from_name="Support\r\nBcc: x@y.fr"),
+        FolderRelay(tmp_path),
     )
-    wire = reply.as_bytes()
+    context = {
+        "envelope_sender": "ana@client.fr",
+        "reply_address": "ana@client.fr",
+        "subject": mail.subject,
+        "message_id": mail.message_id,
+        "references": list(mail.references),
+        "ticket": "HD-2026-000042",
+    }
+    reply = Outbound("email", "conv123456", "Votre demande porte le numéro HD-2026-000042.", context=context)
+    wire = channel.compose(reply).as_bytes()
     parsed = email.message_from_bytes(wire, policy=email.policy.default)
     assert parsed["Bcc"] is None and parsed["To"] == "ana@client.fr"
+    assert parsed["From"] == f'"Support Bcc: x@y.fr" <{LOOP}>'  # one quoted name, no header
     assert parsed["Subject"] == "Re: Help Bcc: evil@x.fr [HD-2026-000042]"
     assert parsed["Auto-Submitted"] == "auto-replied" and parsed["X-Loop"] == LOOP
     assert parsed["In-Reply-To"] == "<abc@client.fr>" and parsed["References"] == "<abc@client.fr>"
+    assert parsed["Message-ID"] == f"<c.conv123456.{reply.id}@support.example.com>"  # threads back to us
     assert not parsed.is_multipart()  # short text, no copy of the original, no attachment
     # Our own reply sent back to us is recognised on two counts.
     echoed = read_mail(wire)

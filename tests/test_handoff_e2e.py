@@ -43,6 +43,7 @@ def configuration_with_receiver(
         environ={
             "GUICHET_DATA_DIR": str(tmp_path / "data"),
             "GUICHET_HTTP_PORT": "0",
+            "GUICHET_SMTP_PORT": "0",
             "GUICHET_MODEL_DIR": str(MODEL_DIR),
         },
     )

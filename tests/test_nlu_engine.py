@@ -153,7 +153,8 @@ async def test_a_configuration_with_only_nlu_data_runs(tmp_path: Path) -> None:
     shutil.copytree(SAMPLE_CONFIG / "nlu", config / "nlu")
     configuration: Configuration = configuration_for(tmp_path, GUICHET_HTTP_PORT=0)
     configuration = load_configuration(
-        config, environ={"GUICHET_DATA_DIR": str(tmp_path / "d"), "GUICHET_HTTP_PORT": "0"}
+        config,
+        environ={"GUICHET_DATA_DIR": str(tmp_path / "d"), "GUICHET_HTTP_PORT": "0", "GUICHET_SMTP_PORT": "0"},
     )
     app = Guichet(configuration)
     await app.start()

@@ -98,6 +98,7 @@ async def test_a_conversation_runs_on_rasa(rasa_url: str, tmp_path: Path) -> Non
         environ={
             "GUICHET_DATA_DIR": str(tmp_path / "data"),
             "GUICHET_HTTP_PORT": "0",
+            "GUICHET_SMTP_PORT": "0",
             "GUICHET_RASA_URL": rasa_url,
         },
     )

@@ -1,0 +1,300 @@
+"""The email door end to end: real SMTP clients (smtplib, swaks) write to Guichet's SMTP
+server, Guichet answers through a real SMTP relay (tests/mail_sink.py, with STARTTLS and AUTH
+where a test asks for them), and a real level-2 receiver gets the tickets.
+
+One whole conversation (a question the knowledge base answers, a ticket, the agent's reply by
+mail, the person's follow-up in the thread), then every loop-prevention rule of STANDARDS.md
+on a running Guichet: each one leaves the relay silent."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import smtplib
+import subprocess
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import Guichet
+from bot.config import load_configuration
+from tests.conftest import MODEL_DIR
+from tests.level2 import Receiver, post_event
+from tests.mail_sink import MailSink
+from tests.processes import config_copy
+
+SUPPORT = "support@support.example.com"
+NUMBER = re.compile(r"HD-\d{4}-\d{6}")
+
+
+def mail(
+    subject: str,
+    body: str,
+    *,
+    sender: str = "Ana Martin <ana@client.fr>",
+    message_id: str = "<m1@client.fr>",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = SUPPORT
+    message["Subject"] = subject
+    message["Message-ID"] = message_id
+    for name, value in (headers or {}).items():
+        message[name] = value
+    message.set_content(body)
+    return message.as_bytes()
+
+
+def send(port: int, raw: bytes, envelope_from: str = "ana@client.fr") -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail(envelope_from, [SUPPORT], raw)
+
+
+class Desk:
+    def __init__(self, app: Guichet, sink: MailSink, receiver: Receiver) -> None:
+        self.app, self.sink, self.receiver = app, sink, receiver
+
+    @property
+    def smtp_port(self) -> int:
+        channel: Any = self.app.channels["email"]
+        return int(channel.port)
+
+    async def send(self, raw: bytes, envelope_from: str = "ana@client.fr") -> None:
+        await asyncio.to_thread(send, self.smtp_port, raw, envelope_from)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Until the message is handled and what it gave is delivered."""
+        await asyncio.sleep(0.05)
+        await self.app.manager.idle()
+        while await self.app.outbox.sweep_once():
+            pass
+        await asyncio.sleep(0.05)
+
+
+def configuration(tmp_path: Path, receiver: Receiver, relay: dict[str, Any], **email: Any) -> Any:
+    config = config_copy(
+        tmp_path / "config",
+        email={"addresses": [SUPPORT], "domain": "support.example.com", "relay": relay, **email},
+        handoff={
+            "queues": {"support": {"url": receiver.url}, "security": {"url": receiver.url}},
+            "default_queue": "support",
+            "retry_schedule_seconds": [0.2, 0.2],
+        },
+        outbox={"base_delay_seconds": 0.05, "max_delay_seconds": 0.2},
+    )
+    return load_configuration(
+        config,
+        environ={
+            "GUICHET_DATA_DIR": str(tmp_path / "data"),
+            "GUICHET_HTTP_PORT": "0",
+            "GUICHET_SMTP_PORT": "0",
+            "GUICHET_MODEL_DIR": str(MODEL_DIR),
+            "GUICHET_SMTP_PASSWORD": "s3cret",
+        },
+    )
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    instance = Receiver()
+    await instance.start()
+    yield instance
+    await instance.stop()
+
+
+@pytest.fixture
+async def desk(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Desk]:
+    """Guichet relaying through a sink that demands STARTTLS and a login, as a real relay does."""
+    sink = MailSink(tls_dir=tmp_path / "tls", login=("guichet", "s3cret"))
+    await sink.start()
+    relay = {"host": "localhost", "port": sink.port, "security": "starttls", "username": "guichet"}
+    app = Guichet(configuration(tmp_path, receiver, relay))
+    await app.start()
+    # The relay's certificate is the test's own: trust it the way an operator trusts a company CA.
+    channel: Any = app.channels["email"]
+    channel.relay.tls_context = sink.client_context
+    try:
+        yield Desk(app, sink, receiver)
+    finally:
+        await app.stop()
+        await sink.stop()
+
+
+async def test_a_whole_conversation_by_email(desk: Desk) -> None:
+    # 1. A question the knowledge base answers: one automatic reply, in French, with the article
+    #    and the ticket number; the ticket goes to level 2 with what level 1 suggested.
+    await desk.send(
+        mail("Mot de passe oublié", "Bonjour,\nj'ai oublié mon mot de passe Windows, comment faire ?\nAna")
+    )
+    (reply,) = await desk.sink.arrived(1)
+    assert reply.envelope_from == "<>"  # RFC 3834 §3.3: an automatic reply cannot bounce back
+    assert reply.recipients == ["ana@client.fr"]
+    message = reply.message
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["In-Reply-To"] == "<m1@client.fr>" and message["References"] == "<m1@client.fr>"
+    number = NUMBER.search(str(message["Subject"]))
+    assert number is not None and str(message["Subject"]) == f"Re: Mot de passe oublié [{number.group(0)}]"
+    body = message.get_content()
+    assert "Bonjour Ana Martin" in body and "Nous avons bien reçu" in body
+    assert "mot de passe" in body.lower() and number.group(0) in body
+    assert not message.is_multipart()  # short text, no copy of the original
+    (created,) = await desk.receiver.arrived("ticket.created")
+    assert created["ticket"]["number"] == number.group(0)
+    assert created["requester"]["email"] == "ana@client.fr" and created["requester"]["channel"] == "email"
+    assert created["suggested_articles"], "level 2 must see what level 1 already suggested"
+
+    # 2. The agent answers: an ordinary mail from the support address, threaded on Ana's mail.
+    secret = desk.app.queue_secrets["support"][0]
+    event = {
+        "type": "agent.message",
+        "ticket": number.group(0),
+        "queue": "support",
+        "agent": {"name": "Marie"},
+        "text": "Bonjour Ana, je vous ai envoyé un lien de réinitialisation.",
+    }
+    status, _ = await post_event(desk.app.url, secret, event)
+    assert status == 202
+    await desk.settle()
+    _, agent = await desk.sink.arrived(2)
+    assert agent.message["Auto-Submitted"] is None  # a person wrote it
+    assert agent.envelope_from == SUPPORT and agent.recipients == ["ana@client.fr"]
+    assert agent.message["From"] == f"Marie <{SUPPORT}>"
+    assert agent.message.get_content().strip() == event["text"]
+    assert number.group(0) in str(agent.message["Subject"])
+
+    # 3. Ana answers the agent's mail (her client quotes it): the new words reach level 2, in
+    #    the same ticket, and no automatic reply is sent.
+    follow_up = mail(
+        f"Re: {agent.message['Subject']}",
+        "Merci, mais le lien a expiré.\n\nLe 22/11/2026, Marie a écrit :\n> Bonjour Ana",
+        message_id="<m2@client.fr>",
+        headers={"In-Reply-To": str(agent.message["Message-ID"])},
+    )
+    await desk.send(follow_up)
+    (relayed,) = await desk.receiver.arrived("requester.message")
+    assert relayed["ticket"]["number"] == number.group(0)
+    assert relayed["message"] == "Merci, mais le lien a expiré."
+    assert len(desk.sink.sent) == 2
+
+    # 4. A new mail quoting the number in its subject, not in the thread, joins the same ticket.
+    await desk.send(
+        mail(f"{number.group(0)} toujours bloquée", "Toujours rien.", message_id="<m3@client.fr>")
+    )
+    assert len(await desk.receiver.arrived("requester.message", 2)) == 2
+    assert len(desk.receiver.of_type("ticket.created")) == 1 and len(desk.sink.sent) == 2
+
+
+async def test_an_english_mail_gets_an_english_reply_and_swaks_is_a_client_too(desk: Desk) -> None:
+    swaks = shutil.which("swaks")
+    if swaks is None:
+        pytest.fail("swaks is not installed (apt-get install swaks): the email tests need a real SMTP client")
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [swaks, "--server", f"127.0.0.1:{desk.smtp_port}", "--to", SUPPORT, "--from", "bob@client.com",
+         "--header", "Subject: Laptop", "--body", "My laptop screen stays black after the update, I cannot work."],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    await desk.settle()
+    (reply,) = await desk.sink.arrived(1)
+    assert reply.recipients == ["bob@client.com"]
+    body = reply.message.get_content()
+    assert "We have received your message" in body and "automatic reply" in body
+    assert NUMBER.search(body) is not None
+
+
+def loop_cases(our_reply: bytes) -> list[tuple[str, bytes, str]]:
+    """(rule, raw mail, envelope sender): each must get no automatic reply (STANDARDS.md)."""
+    plain = mail("Imprimante", "L'imprimante du 2e étage ne marche plus.", message_id="<x@client.fr>")
+
+    def with_headers(**headers: str) -> bytes:
+        names = {k.replace("_", "-"): v for k, v in headers.items()}
+        return mail(
+            "Imprimante",
+            "L'imprimante ne marche plus.",
+            message_id=f"<{len(str(names))}@c.fr>",
+            headers=names,
+        )
+
+    return [
+        ("empty envelope sender", plain, ""),
+        ("Return-Path <>", with_headers(Return_Path="<>"), "ana@client.fr"),
+        ("Auto-Submitted", with_headers(Auto_Submitted="auto-generated"), "ana@client.fr"),
+        ("Precedence bulk", with_headers(Precedence="bulk"), "ana@client.fr"),
+        ("a mailing list", with_headers(List_Id="<it.lists.client.fr>"), "ana@client.fr"),
+        ("X-Auto-Response-Suppress", with_headers(X_Auto_Response_Suppress="OOF, AutoReply"), "ana@client.fr"),
+        ("X-Loop names us", with_headers(X_Loop=SUPPORT), "ana@client.fr"),
+        ("a robot sender", mail("Delivery", "failed", sender="MAILER-DAEMON@client.fr"), "mailer-daemon@client.fr"),
+        ("a no-reply sender", mail("Info", "news", sender="noreply@client.fr"), "noreply@client.fr"),
+        ("failed authentication", with_headers(Authentication_Results="mx.example.com; dmarc=fail"), "ana@client.fr"),
+        ("our own reply came back", our_reply, "ana@client.fr"),
+    ]  # fmt: skip
+
+
+async def test_no_loop_and_no_backscatter(desk: Desk) -> None:
+    """Our own auto-reply sent back to us, bounces, lists, robots, forged senders: the relay
+    stays silent for each, and no ticket is opened for any of them."""
+    await desk.send(
+        mail("Imprimante", "L'imprimante du 2e étage ne marche plus.", sender="zoe@client.fr"),
+        "zoe@client.fr",
+    )
+    (first,) = await desk.sink.arrived(1)
+    for rule, raw, envelope in loop_cases(first.raw):
+        await desk.send(raw, envelope)
+        assert len(desk.sink.sent) == 1, f"an automatic reply was sent despite: {rule}"
+    assert len(desk.receiver.of_type("ticket.created")) == 1
+
+
+async def test_automatic_replies_are_capped_per_sender(tmp_path: Path, receiver: Receiver) -> None:
+    sink = MailSink()
+    await sink.start()
+    app = Guichet(
+        configuration(
+            tmp_path, receiver, {"host": "127.0.0.1", "port": sink.port, "security": "none"},
+            auto_reply={"per_sender": 2, "total": 100, "window_seconds": 600},
+        )
+    )  # fmt: skip
+    await app.start()
+    try:
+        desk = Desk(app, sink, receiver)
+        for n in range(4):
+            subject = ["Imprimante", "VPN", "Écran noir", "Clavier"][n]
+            await desk.send(
+                mail(subject, f"Problème numéro {n} : {subject} en panne.", message_id=f"<cap{n}@c.fr>")
+            )
+        assert len(sink.sent) == 2  # the third and fourth mails are kept and ticketed, not answered
+        assert len(receiver.of_type("ticket.created")) == 4
+    finally:
+        await app.stop()
+        await sink.stop()
+
+
+async def test_a_relay_that_fails_loses_nothing(tmp_path: Path, receiver: Receiver) -> None:
+    sink = MailSink()
+    sink.refuse = ["451 4.3.0 Try again later", "421 4.4.2 Closing"]
+    await sink.start()
+    app = Guichet(
+        configuration(tmp_path, receiver, {"host": "127.0.0.1", "port": sink.port, "security": "none"})
+    )
+    await app.start()
+    try:
+        desk = Desk(app, sink, receiver)
+        await desk.send(mail("VPN", "Le VPN refuse ma connexion depuis ce matin."))
+        for _ in range(100):  # the outbox retries with its backoff
+            if sink.sent:
+                break
+            await asyncio.sleep(0.1)
+            while await app.outbox.sweep_once():
+                pass
+        (reply,) = sink.sent
+        assert reply.recipients == ["ana@client.fr"] and NUMBER.search(str(reply.message["Subject"]))
+        assert not sink.refuse  # both refusals were met first
+    finally:
+        await app.stop()
+        await sink.stop()
