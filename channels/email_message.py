@@ -161,6 +161,9 @@ def auto_reply_refusal(
     for value in message.get_all("Auto-Submitted", failobj=[]):
         if str(value).strip().lower().split(";")[0] != "no":
             return f"Auto-Submitted: {value}"
+    if message.get_content_type() in ("multipart/report", "message/delivery-status"):
+        # Bounces (DSN), read receipts (MDN) and abuse feedback (ARF) are machine reports.
+        return f"a machine report ({message.get_content_type()})"
     if (message.get("Precedence") or "").strip().lower() in ("bulk", "list", "junk"):
         return f"Precedence: {message.get('Precedence')}"
     if any(key.lower().startswith("list-") for key in message):

@@ -298,3 +298,67 @@ async def test_a_relay_that_fails_loses_nothing(tmp_path: Path, receiver: Receiv
     finally:
         await app.stop()
         await sink.stop()
+
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _is_bounce_or_bulk(raw: bytes) -> bool:
+    """Told apart here by their headers alone, independently of channels/email_message.py."""
+    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0].lower()
+    return any(
+        marker in head
+        for marker in (
+            b"multipart/report", b"\nlist-", b"precedence: bulk", b"precedence: list", b"precedence: junk",
+            b"auto-submitted: auto", b"mailer-daemon", b"postmaster@", b"delivery status notification",
+        )
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(not DATA.exists(), reason=f"public data absent ({DATA}): mail corpus test skipped")
+async def test_a_corpus_of_real_mail_is_ingested_without_a_crash_and_bounces_get_no_reply(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Broken MIME, every charset, DSN bounces, real ham and spam, sent to the running server
+    over SMTP: each is accepted or refused the SMTP way, and no bounce, list or automatic mail
+    gets a reply."""
+    sink = MailSink()
+    await sink.start()
+    relay = {"host": "127.0.0.1", "port": sink.port, "security": "none"}
+    app = Guichet(configuration(tmp_path, receiver, relay, auto_reply={"per_sender": 1000, "total": 100000}))
+    await app.start()
+    try:
+        desk = Desk(app, sink, receiver)
+        paths = [
+            p for p in sorted((DATA / "mime").rglob("*")) if p.is_file() and p.suffix in ("", ".eml", ".txt")
+        ]
+        paths = [p for p in paths if "LICENSE" not in p.name and "SOURCE" not in p.name]
+        paths += [p for p in sorted((DATA / "spamassassin").rglob("*")) if p.is_file()][:150]
+        answers: dict[str, int] = {}
+        bulk_senders: set[str] = set()
+        for n, path in enumerate(paths):
+            raw = path.read_bytes()
+            envelope = f"corpus{n}@corpus.example"  # one sender per mail: replies are told apart
+            if _is_bounce_or_bulk(raw):
+                bulk_senders.add(envelope)
+            try:
+                await asyncio.to_thread(send, desk.smtp_port, raw, envelope)
+                answers["250"] = answers.get("250", 0) + 1
+            except smtplib.SMTPResponseException as refused:  # e.g. 552 too big, 550 bad line
+                assert 500 <= refused.smtp_code < 600, (path, refused)
+                answers[str(refused.smtp_code)] = answers.get(str(refused.smtp_code), 0) + 1
+        await desk.settle()
+        assert answers.get("250", 0) >= len(paths) * 0.95, answers
+        assert len(bulk_senders) >= 20  # the corpus does hold bounces and list mail
+        replied = {r for sent in sink.sent for r in sent.recipients}
+        assert replied, "ordinary mail in the corpus gets its automatic reply"
+        assert not replied & bulk_senders, (
+            f"replied to a bounce or list mail: {sorted(replied & bulk_senders)[:5]}"
+        )
+        health = await asyncio.to_thread(
+            lambda: __import__("urllib.request").request.urlopen(f"{app.url}/healthz").status
+        )
+        assert health == 200  # still serving after all of it
+    finally:
+        await app.stop()
+        await sink.stop()
