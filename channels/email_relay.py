@@ -15,7 +15,7 @@ import os
 import smtplib
 import ssl
 import threading
-from email.message import EmailMessage
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -25,7 +25,7 @@ log = logging.getLogger("guichet.email")
 
 
 class MailRelay(Protocol):
-    async def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None: ...
+    async def send(self, message: bytes, envelope_from: str, recipient: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -37,14 +37,12 @@ class FolderRelay:
         self.directory = directory
         self._count = 0
 
-    async def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
+    async def send(self, message: bytes, envelope_from: str, recipient: str) -> None:
         self._count += 1
-        data = (
-            f"X-Envelope-From: <{envelope_from}>\nX-Envelope-To: <{recipient}>\n".encode()
-            + message.as_bytes()
+        data = f"X-Envelope-From: <{envelope_from}>\r\nX-Envelope-To: <{recipient}>\r\n".encode() + message
+        await asyncio.to_thread(
+            self._write, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self._count}", data
         )
-        name = f"{message['Message-ID'] or self._count}".strip("<>").replace("/", "_")
-        await asyncio.to_thread(self._write, name, data)
 
     def _write(self, name: str, data: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -82,7 +80,7 @@ class SmtpRelay:
         self._client: smtplib.SMTP | None = None
         self._lock = threading.Lock()
 
-    async def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
+    async def send(self, message: bytes, envelope_from: str, recipient: str) -> None:
         await asyncio.to_thread(self._send, message, envelope_from, recipient)
 
     def _connect(self) -> smtplib.SMTP:
@@ -107,15 +105,13 @@ class SmtpRelay:
             client.login(self.username, self.password or "")
         return client
 
-    def _send(self, message: EmailMessage, envelope_from: str, recipient: str) -> None:
+    def _send(self, message: bytes, envelope_from: str, recipient: str) -> None:
         with self._lock:
             for attempt in (1, 2):
                 try:
                     if self._client is None:
                         self._client = self._connect()
-                    refused = self._client.send_message(
-                        message, from_addr=envelope_from, to_addrs=[recipient]
-                    )
+                    refused = self._client.sendmail(envelope_from, [recipient], message)
                 except smtplib.SMTPServerDisconnected as exc:
                     self._drop()
                     if attempt == 2:  # a kept connection may have timed out: one fresh try

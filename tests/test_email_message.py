@@ -121,7 +121,7 @@ def test_the_auto_reply_cannot_start_a_loop_nor_inject_headers(tmp_path: Path) -
         "ticket": "HD-2026-000042",
     }
     reply = Outbound("email", "conv123456", "Votre demande porte le numéro HD-2026-000042.", context=context)
-    wire = channel.compose(reply).as_bytes()
+    wire = channel.compose(reply)
     parsed = email.message_from_bytes(wire, policy=email.policy.default)
     assert parsed["Bcc"] is None and parsed["To"] == "ana@client.fr"
     assert parsed["From"] == f'"Support Bcc: x@y.fr" <{LOOP}>'  # one quoted name, no header
