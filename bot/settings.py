@@ -302,7 +302,48 @@ def load_settings(
                 "export GUICHET_REDIS_URL=redis://host:6379/0, or use kind: embedded",
             )
         )
+    problems += missing_channel_secrets(settings)
     return (None if problems else settings), problems
+
+
+def missing_channel_secrets(settings: Settings) -> list[DataProblem]:
+    """The tokens an enabled chat channel needs and the environment does not give: found by
+    `guichet check`, not at the first message."""
+    needed: list[tuple[str, str, str | None, str]] = []
+    slack, telegram = settings.slack, settings.telegram
+    if slack.enabled:
+        needed.append(
+            ("slack", "GUICHET_SLACK_BOT_TOKEN", slack.bot_token, "xoxb-…, the app's Bot User OAuth Token")
+        )
+        if slack.mode == "events":
+            needed.append(
+                ("slack", "GUICHET_SLACK_SIGNING_SECRET", slack.signing_secret, "the app's Signing Secret")
+            )
+        else:
+            needed.append(("slack", "GUICHET_SLACK_APP_TOKEN", slack.app_token, "xapp-…, an app-level token"))
+    if telegram.enabled:
+        needed.append(
+            ("telegram", "GUICHET_TELEGRAM_TOKEN", telegram.token, "123456:ABC…, the token @BotFather gave")
+        )
+        if telegram.mode == "webhook":
+            needed.append(
+                (
+                    "telegram",
+                    "GUICHET_TELEGRAM_WEBHOOK_SECRET",
+                    telegram.webhook_secret,
+                    "a random string of 1-256 A-Z a-z 0-9 _ -",
+                )
+            )
+    return [
+        DataProblem(
+            Path(f"${variable}"),
+            None,
+            f"{channel} is enabled but {variable} is not set",
+            f"export {variable}=<{what}>, or set {channel}.enabled: false",
+        )
+        for channel, variable, value, what in needed
+        if not value
+    ]
 
 
 def _has(raw: Mapping[str, Any], where: tuple[str, ...]) -> bool:
