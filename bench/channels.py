@@ -24,14 +24,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import itertools
+import json
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -254,11 +259,196 @@ async def wait_port(port: int, seconds: float = 15) -> None:
             await asyncio.sleep(0.1)
 
 
+# Chat channels (Slack, Telegram) -----------------------------------------------------------------
+# Messages that each get exactly one reply (small talk, or "no answer, shall I open a ticket?"
+# with its buttons), so that a reply is never taken for the answer to the next message.
+CHAT = [
+    "bonjour",
+    "the coffee machine sings opera",
+    "merci beaucoup",
+    "hello there",
+    "la plante verte chante faux",
+]
+
+
+class Replies:
+    """Where a platform mimic reports each reply posted to a conversation."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, tuple[float, asyncio.Event]] = {}
+        self.figure = Figure("")
+
+    def posted(self, conversation: str) -> None:
+        entry = self.waiting.pop(conversation, None)
+        if entry is not None:
+            started, event = entry
+            self.figure.latencies.append(time.monotonic() - started)
+            event.set()
+
+
+Post = Callable[[aiohttp.ClientSession, int, int, str], Awaitable[int]]
+
+
+async def chat_load(
+    label: str, replies: Replies, post: Post, seconds: float, connections: int, name: Callable[[int], str]
+) -> Figure:
+    """Every conversation sends its next message once the reply to the previous one came."""
+    figure = Figure(label)
+    replies.figure = figure
+    deadline = time.monotonic() + seconds
+    bar = Progress(label, 100)
+
+    async def conversation(http: aiohttp.ClientSession, index: int) -> None:
+        for n in itertools.count():
+            if time.monotonic() >= deadline:
+                return
+            event = asyncio.Event()
+            replies.waiting[name(index)] = (time.monotonic(), event)
+            status = await post(http, index, n, CHAT[n % len(CHAT)])
+            try:
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}")
+                await asyncio.wait_for(event.wait(), 30)
+            except (RuntimeError, TimeoutError) as exc:
+                figure.errors += 1
+                reason = str(exc) or "no reply within 30 s"
+                figure.reasons[reason] = figure.reasons.get(reason, 0) + 1
+                replies.waiting.pop(name(index), None)
+            bar.update(int(100 * (1 - max(0.0, deadline - time.monotonic()) / seconds)))
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as http:
+        await asyncio.gather(*(conversation(http, i) for i in range(connections)))
+    figure.seconds = time.monotonic() - started
+    bar.close()
+    return figure
+
+
+async def peer_server(handle: Callable[[web.Request], Awaitable[web.Response]], path: str) -> str:
+    """The peer of a chat figure: a bare aiohttp handler that answers at once."""
+    app = web.Application()
+    app.router.add_post(path, handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}"
+
+
+async def bench_slack(args: argparse.Namespace, workdir: Path) -> list[Figure]:
+    from tests.fake_slack import BOT_TOKEN, FakeSlack
+
+    secret = "bench-signing-secret-0123456789ab"
+    replies = Replies()
+
+    class Slack(FakeSlack):
+        def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+            answer = super()._chat_postMessage(args)
+            replies.posted(str(args.get("channel")))
+            return answer
+
+    slack = Slack()
+    slack.calls = _Forgetful()
+    for index in range(args.connections):
+        slack.add_user(f"U{index:04d}", f"Person {index}", f"person{index}@bench.example")
+    await slack.start()
+    receiver = await level2_receiver()
+    config = config_copy(
+        workdir / "config-slack",
+        slack={"enabled": True, "api_base": slack.api_base},
+        webchat={"enabled": False},
+        email={"enabled": False},
+        handoff={"queues": {q: {"url": receiver} for q in ("support", "security")}},
+    )
+    env = {"GUICHET_SLACK_BOT_TOKEN": BOT_TOKEN, "GUICHET_SLACK_SIGNING_SECRET": secret}
+    guichet = GuichetProcess(config, workdir / "data-slack", free_port(), env=env)
+    events = itertools.count()
+
+    def signed(body: bytes, ts: str | None = None) -> dict[str, str]:
+        ts = ts or str(int(time.time()))
+        mac = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+        return {
+            "Content-Type": "application/json",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": f"v0={mac}",
+        }
+
+    def event(index: int, text: str) -> bytes:
+        n = next(events)
+        ts = f"{1800000000 + n}.{index:06d}"
+        return json.dumps(
+            {
+                "token": "legacy",
+                "team_id": "T111",
+                "api_app_id": "A111",
+                "type": "event_callback",
+                "event_id": f"EvBench{n:09d}",
+                "event_time": 1800000000 + n,
+                "event": {
+                    "type": "message",
+                    "channel_type": "im",
+                    "channel": f"D{index:04d}",
+                    "user": f"U{index:04d}",
+                    "text": text,
+                    "ts": ts,
+                    "event_ts": ts,
+                },
+            }
+        ).encode()
+
+    def poster(url: str) -> Post:
+        async def post(http: aiohttp.ClientSession, index: int, n: int, text: str) -> int:
+            body = event(index, text)
+            async with http.post(f"{url}/slack/events", data=body, headers=signed(body)) as answer:
+                await answer.read()
+                return answer.status
+
+        return post
+
+    figures = []
+    guichet.start()
+    try:
+        guichet.wait_for_model()
+        name = lambda index: f"D{index:04d}"  # noqa: E731
+        await chat_load("slack warm-up", replies, poster(guichet.url), 2, args.connections, name)
+        figures.append(
+            await chat_load(
+                "slack guichet", replies, poster(guichet.url), args.seconds, args.connections, name
+            )
+        )
+    finally:
+        guichet.stop()
+
+    async def bare(request: web.Request) -> web.Response:
+        # What any Events API endpoint must do: check the signature, read the JSON, answer.
+        body = await request.read()
+        expected = signed(body, request.headers.get("X-Slack-Request-Timestamp", ""))["X-Slack-Signature"]
+        if not hmac.compare_digest(expected, request.headers.get("X-Slack-Signature", "")):
+            return web.Response(status=401)
+        data = json.loads(body)
+        replies.posted(data["event"]["channel"])
+        return web.Response(text="")
+
+    peer = await peer_server(bare, "/slack/events")
+    figures.append(
+        await chat_load("slack peer (aiohttp)", replies, poster(peer), args.seconds, args.connections, name)
+    )
+    await slack.stop()
+    return figures
+
+
+class _Forgetful(list[Any]):
+    """A call log that keeps nothing: a load run would fill memory with it."""
+
+    def append(self, item: Any) -> None:
+        return None
+
+
 # Report ---------------------------------------------------------------------------------------
 GOALS = {"smtp": 100.0, "telegram": 500.0, "slack": 500.0}
 
 Bench = Callable[[argparse.Namespace, Path], Awaitable[list[Figure]]]
-BENCHES: dict[str, Bench] = {"smtp": bench_smtp}
+BENCHES: dict[str, Bench] = {"smtp": bench_smtp, "slack": bench_slack}
 
 
 def report(channel: str, figures: list[Figure]) -> None:
