@@ -88,6 +88,8 @@ class Guichet:
         self._runner: web.AppRunner | None = None
         self._model_task: asyncio.Task[None] | None = None
         self.url = ""
+        # Files people send, by content hash (with Redis, put store.path on a shared volume).
+        self.attachments_dir = Path(self.settings.store.path) / "attachments"
 
     async def _connect_queues(self) -> None:
         """Each level-2 queue's signing secret: from the environment variable it names, or one
@@ -180,6 +182,7 @@ class Guichet:
             max_bytes=mail.max_bytes,
             max_recipients=mail.max_recipients,
             from_name=mail.from_name or self.settings.organisation,
+            attachments_dir=self.attachments_dir,
         )
         return EmailChannel(options, relay, self._ticket_thread)
 
@@ -224,6 +227,9 @@ class Guichet:
             await self.rasa.start()
         try:
             await self._connect_queues()
+            key = (await self.store.secret("attachments", secrets.token_hex(32))).encode()
+            self.desk.attachment_key = self.level2.attachment_key = key
+            self.level2.attachments_dir = self.attachments_dir
             await self._build_channels()
             for name, channel in self.channels.items():
                 self.outbox.register(name, channel.send)

@@ -8,6 +8,8 @@ into tickets, replies and handoff documents that the store commits together.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
@@ -43,6 +45,10 @@ class Outcome:
     effects: Effects = NO_EFFECTS
 
 
+def attachment_signature(key: bytes, digest: str) -> str:
+    return hmac.new(key, f"attachment:{digest}".encode(), hashlib.sha256).hexdigest()
+
+
 def person(inbound: Inbound, state: ConversationState) -> Requester:
     """Who is writing: one identity across channels when the platform verified an email."""
     email = inbound.user_email or state.facts.get("verified_email")
@@ -62,6 +68,20 @@ class TicketDesk:
         self.store = store
         self.settings = settings
         self.events_url = events_url
+        self.attachment_key = b""  # set by the app: signs the download links of attachments
+
+    def attachment_url(self, ref: str) -> str | None:
+        """A download link level 2 can use as is (the signature is the credential), for the
+        content Guichet keeps itself."""
+        if (
+            not ref.startswith("sha256:")
+            or not self.attachment_key
+            or "/handoff/events" not in self.events_url
+        ):
+            return None
+        digest = ref.removeprefix("sha256:")
+        base = self.events_url.rsplit("/handoff/events", 1)[0]
+        return f"{base}/handoff/attachments/{digest}?sig={attachment_signature(self.attachment_key, digest)}"
 
     # Opening -------------------------------------------------------------------------------
     async def open_ticket(
@@ -144,12 +164,13 @@ class TicketDesk:
             queue=queue,
             suggested_articles=tuple(state.facts.get("suggested", ())),
             language=language,
+            attachments=tuple(state.facts.get("attachments", ())),
         )
         items = [await self._handoff(ticket, "ticket.created")] if queue else []
         if not queue:
             log.warning("ticket %s: no level-2 queue is configured; it stays in the store", number)
         tickets = [*state.facts.get("tickets", []), number][-50:]
-        facts = {**state.facts, "tickets": tickets, "active_ticket": number, "draft": {}}
+        facts = {**state.facts, "tickets": tickets, "active_ticket": number, "draft": {}, "attachments": []}
         new_state = dataclasses.replace(state, mode="handed_off", pending={}, facts=facts)
         local = first_due.astimezone(ZoneInfo(triage.business_hours.timezone))
         replies = [
@@ -204,10 +225,16 @@ class TicketDesk:
                 transcript=transcript,
                 events_url=self.events_url,
                 suggested=[self._article_ref(a, ticket.language) for a in ticket.suggested_articles],
+                attachment_url=self.attachment_url,
             )
         else:
             body = event_payload(
-                event_id=event_id, kind=kind, ticket=ticket, events_url=self.events_url, **extra
+                event_id=event_id,
+                kind=kind,
+                ticket=ticket,
+                events_url=self.events_url,
+                attachment_url=self.attachment_url,
+                **extra,
             )
         return OutboxItem(id=event_id, destination=f"{WEBHOOK}{ticket.queue}", body=body)
 
@@ -270,7 +297,16 @@ class TicketDesk:
         if ticket is None:
             return Outcome(dataclasses.replace(state, mode="bot"), [])
         items = (
-            [await self._handoff(ticket, "requester.message", message=inbound.text)] if ticket.queue else []
+            [
+                await self._handoff(
+                    ticket,
+                    "requester.message",
+                    message=inbound.text,
+                    attachments=inbound.raw.get("attachments") or (),
+                )
+            ]
+            if ticket.queue
+            else []
         )
         replies = (
             [_reply(inbound, language, say("relayed", language, number=ticket.number))] if acknowledge else []

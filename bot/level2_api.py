@@ -7,17 +7,23 @@ webhook id is its platform id, so a replayed event is refused by the inbox's ded
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from aiohttp import web
 
+from bot.desk import attachment_signature
 from bot.manager import ConversationManager
 from bot.messages import Inbound
 from bot.store.base import Store
 from handoff.events import EventError, parse_event
 
 log = logging.getLogger("guichet.level2")
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 SecretsForQueue = Callable[[str], Sequence[str] | None]
 
@@ -29,7 +35,34 @@ class Level2Api:
         self.store = store
         self.manager = manager
         self.secrets = secrets
+        self.attachments_dir: Path | None = None  # set by the app with the signing key
+        self.attachment_key = b""
         http.router.add_post("/handoff/events", self._event)
+        http.router.add_get("/handoff/attachments/{digest}", self._attachment)
+
+    async def _attachment(self, request: web.Request) -> web.StreamResponse:
+        """A file a person sent, for the link in the handoff document (its signature is the key)."""
+        digest = request.match_info["digest"]
+        given = request.query.get("sig", "")
+        if (
+            not self.attachment_key
+            or self.attachments_dir is None
+            or not _DIGEST.fullmatch(digest)
+            or not hmac.compare_digest(given, attachment_signature(self.attachment_key, digest))
+        ):
+            return web.json_response({"error": "no such attachment, or a wrong signature"}, status=404)
+        path = self.attachments_dir / digest
+        if not path.is_file():
+            return web.json_response({"error": "no such attachment, or a wrong signature"}, status=404)
+        # Served as a download, never rendered: a person's file may be HTML or a script.
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": "attachment",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     async def _event(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -60,6 +60,10 @@ class Policy:
         self.triage = triage
 
     async def handle(self, state: ConversationState, inbound: Inbound) -> Outcome:
+        if inbound.sender == "user" and inbound.raw.get("attachments"):
+            # Kept for the ticket this request may become (level 2 sees them in the handoff).
+            kept = [*state.facts.get("attachments", []), *inbound.raw["attachments"]][-20:]
+            state = dataclasses.replace(state, facts={**state.facts, "attachments": kept})
         if inbound.channel == EMAIL:
             return await self._by_email(state, inbound)
         return await self._handle(state, inbound)

@@ -24,9 +24,11 @@ import email.quoprimime
 import email.utils
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -41,6 +43,17 @@ log = logging.getLogger("guichet.email")
 
 _THREAD = re.compile(r"<c\.([A-Za-z0-9_-]{6,64})\.[A-Za-z0-9]+@")
 _TICKET = re.compile(r"\b[A-Z]{2,5}-\d{4}-\d{4,8}\b")
+
+
+def _keep(directory: Path, digest: str, data: bytes) -> None:
+    """Write a file once, whole: named by its hash, so the same file sent twice is kept once."""
+    target = directory / digest
+    if target.exists():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / f".{digest}.{os.getpid()}.part"
+    partial.write_bytes(data)
+    os.replace(partial, target)
 
 
 def _one_line(value: object) -> str:
@@ -77,6 +90,8 @@ class EmailOptions:
     mails_per_connection: int = 1000
     command_call_limit: int = 50
     from_name: str = "Help desk"
+    # Where attachments are kept for the ticket, by content hash (None: listed, not kept).
+    attachments_dir: Path | None = None
 
     @property
     def loop_id(self) -> str:
@@ -255,14 +270,25 @@ class EmailChannel(Channel):
         text = clean_text(mail.text) or clean_text(mail.subject) or "(empty message)"
         refusal = auto_reply_refusal(mail, envelope_sender, (self.options.domain,), self.options.loop_id)
         sender = envelope_sender.strip("<>")
+        attachments = []
+        for attachment in mail.attachments:  # each already capped in size by read_mail
+            digest = hashlib.sha256(attachment.data).hexdigest()
+            if self.options.attachments_dir is not None:
+                await asyncio.to_thread(_keep, self.options.attachments_dir, digest, attachment.data)
+            attachments.append(
+                {
+                    "name": attachment.filename,
+                    "type": attachment.content_type,
+                    "size": attachment.size,
+                    "ref": f"sha256:{digest}",
+                }
+            )
         details: dict[str, Any] = {
             "subject": mail.subject,
             "message_id": mail.message_id,
             "envelope_sender": envelope_sender,
             "auto_reply_refusal": refusal,
-            "attachments": [
-                {"name": a.filename, "type": a.content_type, "size": a.size} for a in mail.attachments
-            ],
+            "attachments": attachments,
         }
         # How replies reach this person (bot/manager.py copies it onto every reply, also
         # level 2's later ones): automatic replies to the envelope sender only (RFC 3834),

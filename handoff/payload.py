@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ def ticket_payload(
     transcript: Sequence[TranscriptEntry],
     events_url: str,
     suggested: Sequence[Mapping[str, str]] = (),
+    attachment_url: Callable[[str], str | None] = lambda ref: None,
 ) -> dict[str, Any]:
     document = _envelope("ticket.created", event_id, ticket, events_url)
     document.update(
@@ -99,9 +100,29 @@ def ticket_payload(
                 for entry in transcript
             ],
             "suggested_articles": [dict(s) for s in suggested],
+            "attachments": attachments_of(ticket.attachments, attachment_url),
         }
     )
     return document
+
+
+def attachments_of(
+    attachments: Sequence[Mapping[str, Any]], attachment_url: Callable[[str], str | None]
+) -> list[dict[str, Any]]:
+    """Each attachment as level 2 sees it: with a download URL when Guichet keeps the content."""
+    listed = []
+    for attachment in attachments:
+        item: dict[str, Any] = {
+            "name": str(attachment.get("name") or "attachment"),
+            "type": str(attachment.get("type") or "application/octet-stream"),
+            "size": int(attachment.get("size") or 0),
+            "ref": str(attachment.get("ref") or ""),
+        }
+        url = attachment_url(item["ref"])
+        if url:
+            item["url"] = url
+        listed.append(item)
+    return listed
 
 
 def event_payload(
@@ -112,12 +133,16 @@ def event_payload(
     events_url: str = "",
     message: str | None = None,
     change: str | None = None,
+    attachments: Sequence[Mapping[str, Any]] = (),
+    attachment_url: Callable[[str], str | None] = lambda ref: None,
 ) -> dict[str, Any]:
     document = _envelope(kind, event_id, ticket, events_url)
     if change is not None:
         document["change"] = change
     if message is not None:
         document["message"] = message
+    if attachments:
+        document["attachments"] = attachments_of(attachments, attachment_url)
     return document
 
 

@@ -18,10 +18,12 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.app import Guichet
 from bot.config import load_configuration
+from handoff.payload import validate
 from tests.conftest import MODEL_DIR
 from tests.level2 import Receiver, post_event
 from tests.mail_sink import MailSink
@@ -362,3 +364,27 @@ async def test_a_corpus_of_real_mail_is_ingested_without_a_crash_and_bounces_get
     finally:
         await app.stop()
         await sink.stop()
+
+
+async def test_attachments_reach_level_2_as_signed_download_links(desk: Desk) -> None:
+    message = EmailMessage()
+    message["From"] = "Ana Martin <ana@client.fr>"
+    message["To"] = SUPPORT
+    message["Subject"] = "Écran bleu"
+    message["Message-ID"] = "<att1@client.fr>"
+    message.set_content("Mon PC affiche un écran bleu au démarrage, capture jointe.")
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    message.add_attachment(picture, maintype="image", subtype="png", filename="ecran-bleu.png")
+    await desk.send(message.as_bytes())
+    (created,) = await desk.receiver.arrived("ticket.created")
+    assert validate(created, "ticket.v1") == []  # the published schema holds the attachments too
+    (attachment,) = created["attachments"]
+    assert attachment["name"] == "ecran-bleu.png" and attachment["type"] == "image/png"
+    assert attachment["size"] == len(picture) and attachment["ref"].startswith("sha256:")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(attachment["url"]) as answer:
+            assert answer.status == 200 and await answer.read() == picture
+            assert answer.headers["Content-Disposition"] == "attachment"  # a download, never rendered
+        forged = attachment["url"][:-4] + ("0000" if not attachment["url"].endswith("0000") else "1111")
+        async with http.get(forged) as answer:
+            assert answer.status == 404 and await answer.read() != picture

@@ -67,6 +67,9 @@ class Ticket:
     suggested_articles: tuple[str, ...] = ()
     language: str = "fr"
     updated_at: datetime | None = None
+    # Files the person sent (an email's attachments, a Telegram photo): name, type, size and
+    # ref ("sha256:…" for content Guichet keeps, "telegram:<file_id>" for a platform's own).
+    attachments: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def active(self) -> bool:
@@ -79,6 +82,7 @@ class Ticket:
         data["priority_reasons"] = list(self.priority_reasons)
         data["linked"] = list(self.linked)
         data["suggested_articles"] = list(self.suggested_articles)
+        data["attachments"] = [dict(a) for a in self.attachments]
         for name in ("opened_at", "first_response_due", "resolution_due", "updated_at"):
             value = data[name]
             data[name] = value.isoformat() if value is not None else None
@@ -114,6 +118,7 @@ class Ticket:
             suggested_articles=tuple(data.get("suggested_articles", ())),
             language=data.get("language", "fr"),
             updated_at=when("updated_at"),
+            attachments=tuple(dict(a) for a in data.get("attachments", ())),
         )
 
 
