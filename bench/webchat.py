@@ -104,8 +104,11 @@ async def websocket_conversation(
             frame = await ws.receive(timeout=30)
             if frame.type != aiohttp.WSMsgType.TEXT:
                 raise ConnectionError(f"socket closed: {frame}")
-            kind = json.loads(frame.data)["type"]
-            if kind == "message":
+            data = json.loads(frame.data)
+            kind = data["type"]
+            # The turn ends with its last reply: a turn may have two (an article, then "did
+            # this help?"), and returning at the first would send the next message early.
+            if kind == "message" and data.get("last", True):
                 return
             if kind == "error":
                 raise RuntimeError(frame.data)
@@ -405,14 +408,17 @@ async def main() -> None:
         )
     echo_rate = results[0][3].rate
     embedded_ws = results[1][3]
+    embedded_rest = results[2][3]
     fixed = results[3][3]
+    slowest = min(embedded_ws.rate, embedded_rest.rate)
     print()
     print(
         f"Guichet (embedded, WebSocket) reaches {embedded_ws.rate / echo_rate:.0%} of the bare echo server's rate "
         f"in this run ({embedded_ws.rate:.0f} vs {echo_rate:.0f} msgs/s)."
     )
     print(
-        f"Goal ≥ 1000 msgs/s sustained (embedded): {'met' if embedded_ws.rate >= 1000 else 'NOT met'}; "
+        f"Goal ≥ 1000 msgs/s sustained (embedded, WebSocket and REST): {'met' if slowest >= 1000 else 'NOT met'} "
+        f"({embedded_ws.rate:.0f} and {embedded_rest.rate:.0f}); "
         f"goal p99 < 50 ms at {args.rate:.0f} msgs/s: "
         f"{'met' if fixed.percentile(99) < 50 and fixed.rate >= args.rate * 0.95 else 'NOT met'} "
         f"(p99 {fixed.percentile(99):.1f} ms at {fixed.rate:.0f} msgs/s achieved)."
