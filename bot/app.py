@@ -21,6 +21,7 @@ from bot.kb_watch import KnowledgeBaseWatcher
 from bot.level2_api import Level2Api
 from bot.manager import LEASE_SECONDS, ConversationManager, Outbox, WebhookTarget
 from bot.messages import TranscriptEntry, conversation_key
+from bot.metrics import Metrics
 from bot.nlu_api import NluApi
 from bot.policy import Policy
 from bot.settings import Settings
@@ -66,6 +67,7 @@ class Guichet:
             RasaEngine(nlu.rasa_url, self.engine, timeout=nlu.rasa_timeout_seconds) if nlu.rasa_url else None
         )
         self.desk = TicketDesk(self.store, self.settings, self.settings.handoff.events_url or "")
+        self.metrics = Metrics()
         self.policy = Policy(
             self.rasa or self.engine,
             self.engine,
@@ -74,12 +76,16 @@ class Guichet:
             self.desk,
             self.settings.triage,
             self.settings.email.auto_reply,
+            self.metrics,
         )
         self.kb_watcher = KnowledgeBaseWatcher(self.settings.config_dir / "kb", self.engine)
-        self.outbox = Outbox(self.store, self.settings.outbox, self.settings.handoff.retry_schedule_seconds)
-        self.manager = ConversationManager(self.store, self.policy, self.outbox)
+        self.outbox = Outbox(
+            self.store, self.settings.outbox, self.settings.handoff.retry_schedule_seconds, self.metrics
+        )
+        self.manager = ConversationManager(self.store, self.policy, self.outbox, self.metrics)
         self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
         self.http.router.add_get("/healthz", self._health)
+        self.metrics.serve(self.http)
         self.nlu_api = NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
         self.queue_secrets: dict[str, list[str]] = {}
         self.level2 = Level2Api(self.http, self.store, self.manager, self.queue_secrets.get)

@@ -16,19 +16,23 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 
 from bot.errors import DeliveryError, StoreError
 from bot.messages import AcceptResult, Inbound, Outbound, new_id, utcnow
+from bot.metrics import Metrics
 from bot.policy import Policy
 from bot.settings import OutboxSettings
-from bot.store.base import NO_EFFECTS, ConversationState, OutboxItem, Store
+from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Store
 from bot.texts import say
 from handoff.webhook import next_delay, post
 
 log = logging.getLogger("guichet.manager")
+
+# A person who answers the bot's question later than this had left: an abandoned conversation.
+ABANDONED_AFTER_SECONDS = 30 * 60
 
 # The time a process holds a conversation or an outbox item before another may take it over.
 LEASE_SECONDS = 30.0
@@ -53,8 +57,13 @@ class Outbox:
     queue's webhook; at once when possible, later with backoff if not, then a dead letter."""
 
     def __init__(
-        self, store: Store, settings: OutboxSettings, webhook_schedule: tuple[float, ...] = (5.0,)
+        self,
+        store: Store,
+        settings: OutboxSettings,
+        webhook_schedule: tuple[float, ...] = (5.0,),
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.settings = settings
         self.webhook_schedule = webhook_schedule
@@ -94,6 +103,7 @@ class Outbox:
             await self._failed(item, f"{type(exc).__name__}: {exc}", permanent=False)
             return False
         await self.store.delivered(item.id)
+        self.metrics.delivered(item.destination, item.body.get("created_at"))
         return True
 
     async def _deliver_webhook(self, item: OutboxItem) -> bool:
@@ -115,6 +125,7 @@ class Outbox:
         attempt = await post(self._session, target.url, target.secret, item.id, body, target.timeout_seconds)
         if attempt.outcome == "delivered":
             await self.store.delivered(item.id)
+            self.metrics.delivered(item.destination, item.body.get("created_at"))
             return True
         attempts = item.attempts + 1
         error = f"{attempt.outcome}: {attempt.error or attempt.status}"
@@ -128,6 +139,7 @@ class Outbox:
                 "handoff %s to queue %s dead-lettered after %d attempts: %s", item.id, queue, attempts, error
             )
             await self.store.dead_letter(item.id, attempts, error)
+            self.metrics.dead_letters.labels(item.destination).inc()
             return False
         delay = next_delay(attempts, attempt.retry_after, schedule=self.webhook_schedule)
         await self.store.retry_later(item.id, attempts, utcnow() + timedelta(seconds=delay), error)
@@ -144,6 +156,7 @@ class Outbox:
                 error,
             )
             await self.store.dead_letter(item.id, attempts, error)
+            self.metrics.dead_letters.labels(item.destination.removeprefix("channel:")).inc()
             return
         delay = min(self.settings.max_delay_seconds, self.settings.base_delay_seconds * 2 ** (attempts - 1))
         delay = random.uniform(delay / 2, delay)  # jitter, so retries of many items do not align
@@ -187,7 +200,8 @@ class Outbox:
 
 
 class ConversationManager:
-    def __init__(self, store: Store, policy: Policy, outbox: Outbox) -> None:
+    def __init__(self, store: Store, policy: Policy, outbox: Outbox, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or outbox.metrics
         self.store = store
         self.policy = policy
         self.outbox = outbox
@@ -258,6 +272,7 @@ class ConversationManager:
         if inbound.sender == "user" and inbound.raw.get(REPLY_CONTEXT):
             context = inbound.raw[REPLY_CONTEXT]
             new_state = dataclasses.replace(new_state, facts={**new_state.facts, REPLY_CONTEXT: context})
+        new_state = self._count(state, new_state, inbound, replies, effects)
         replies = _mark_last(_addressed(new_state, replies))
         items = await self.store.complete(
             inbound, new_state, replies, utcnow() + timedelta(seconds=LEASE_SECONDS), effects
@@ -270,6 +285,46 @@ class ConversationManager:
             else:  # a webhook may take seconds: the conversation does not wait for it
                 self.outbox.deliver_soon(item)
         return new_state
+
+    def _count(
+        self,
+        before: ConversationState,
+        after: ConversationState,
+        inbound: Inbound,
+        replies: list[Outbound],
+        effects: Effects,
+    ) -> ConversationState:
+        """The manager's figures (bot/metrics.py); returns the state with what they need kept."""
+        metrics, channel = self.metrics, inbound.channel
+        for reply in replies:
+            metrics.replies.labels(channel, reply.sender).inc()
+        for ticket in effects.tickets:
+            if ticket.updated_at is None and ticket.queue:  # opened in this turn
+                metrics.handoffs.labels(channel, ticket.queue, ticket.priority).inc()
+        if inbound.sender != "user":
+            return after
+        metrics.inbound.labels(channel).inc()
+        now = utcnow()
+        if replies:
+            metrics.reply_seconds.labels(channel).observe((now - inbound.received_at).total_seconds())
+        if int(after.facts.get("solved_at_level1", 0)) > int(before.facts.get("solved_at_level1", 0)):
+            metrics.solved_level1.labels(channel).inc()
+        waited = before.facts.get("waiting_since")
+        # The person comes back long after the bot asked something: they had left.
+        if (
+            waited
+            and (before.pending or before.mode == "qualifying")
+            and (now - datetime.fromisoformat(waited)).total_seconds() > ABANDONED_AFTER_SECONDS
+        ):
+            metrics.abandoned.labels(channel, "qualifying" if before.mode == "qualifying" else "choice").inc()
+        facts = dict(after.facts)
+        if replies and "first_message_at" not in facts:
+            facts["first_message_at"] = inbound.received_at.isoformat()
+            metrics.first_response_seconds.labels(channel).observe(
+                (now - inbound.received_at).total_seconds()
+            )
+        facts["waiting_since"] = now.isoformat() if (after.pending or after.mode == "qualifying") else None
+        return dataclasses.replace(after, facts=facts)
 
     async def recover(self, min_age_seconds: float = 0.0) -> None:
         """Schedule the conversations whose inbox was left non-empty: after a crash (at start-up,

@@ -21,6 +21,7 @@ from typing import Any
 
 from bot.desk import Outcome, TicketDesk
 from bot.messages import Choice, Inbound, Outbound
+from bot.metrics import Metrics
 from bot.settings import AnsweringSettings, AutoReplyLimits
 from bot.store.base import ConversationState
 from bot.texts import say
@@ -50,8 +51,10 @@ class Policy:
         desk: TicketDesk,
         triage: TriageSettings,
         auto_reply: AutoReplyLimits | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.auto_reply = auto_reply or AutoReplyLimits()
+        self.metrics = metrics or Metrics()
         self.engine = engine
         self.builtin = builtin  # holds the knowledge base's articles, whichever engine understands
         self.answering = answering
@@ -181,6 +184,9 @@ class Policy:
         matches = [m for m in parse.kb_matches if m.score >= settings.suggest_threshold][
             : settings.max_suggestions
         ]
+        self.metrics.confidence.labels(EMAIL).observe(parse.kb_matches[0].score if parse.kb_matches else 0.0)
+        if not matches:
+            self.metrics.unanswered.labels(EMAIL, lang).inc()
         confident = (
             bool(matches)
             and matches[0].score >= settings.answer_threshold
@@ -276,6 +282,7 @@ class Policy:
 
     def _answer_from_kb(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
         matches = parse.kb_matches
+        self.metrics.confidence.labels(turn.inbound.channel).observe(matches[0].score if matches else 0.0)
         settings = self.answering
         state = dataclasses.replace(state, facts={**state.facts, "last_request": turn.inbound.text})
         if (
@@ -318,6 +325,8 @@ class Policy:
 
     def _offer_ticket(self, state: ConversationState, turn: _Turn, text_key: str) -> Outcome:
         lang = turn.language
+        if text_key == "no_answer":
+            self.metrics.unanswered.labels(turn.inbound.channel, lang).inc()
         choices = [Choice(say("yes_open", lang), "ticket:yes"), Choice(say("no_thanks", lang), "ticket:no")]
         state = dataclasses.replace(state, pending=_pending(choices))
         return Outcome(state, [turn.reply(say(text_key, lang), choices)])

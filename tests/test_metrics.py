@@ -1,0 +1,107 @@
+"""`GET /metrics`: what the manager counts, read back in Prometheus's text format after real
+conversations on the REST channel and a real email over SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import smtplib
+from typing import Any
+
+import aiohttp
+
+from bot.app import Guichet
+from tests.level2 import open_ticket_over_rest
+
+
+async def say(http: aiohttp.ClientSession, guichet: Guichet, sender: str, text: str) -> list[dict[str, Any]]:
+    async with http.post(
+        f"{guichet.url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
+    ) as answer:
+        assert answer.status == 200
+        replies: list[dict[str, Any]] = await answer.json()
+        return replies
+
+
+async def scrape(guichet: Guichet) -> dict[str, float]:
+    async with aiohttp.ClientSession() as http, http.get(f"{guichet.url}/metrics") as answer:
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/plain")
+        text = await answer.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+async def test_the_figures_a_manager_needs_are_counted(guichet: Guichet) -> None:
+    async with aiohttp.ClientSession() as http:
+        # A question the knowledge base answers, and the person says it helped.
+        replies = await say(http, guichet, "ana", "j'ai oublié mon mot de passe")
+        assert [b["payload"] for b in replies[-1]["buttons"]] == ["helped:yes", "helped:no"]
+        await say(http, guichet, "ana", "helped:yes")
+        # A question nobody can answer, in English.
+        await say(http, guichet, "bob", "the coffee machine sings opera")
+    # A ticket handed to level 2.
+    await open_ticket_over_rest(guichet.url, "carla", "mon badge n'ouvre plus la porte du parking")
+    before_mail = await scrape(guichet)
+    channel: Any = guichet.channels["email"]
+    message = (
+        "From: dan@client.fr\r\nTo: support@example.com\r\nSubject: Imprimante\r\nMessage-ID: <m@client.fr>\r\n\r\n"
+        "L'imprimante du 3e ne marche plus.\r\n"
+    )
+    await asyncio.to_thread(_send, channel.port, message)
+    for _ in range(100):
+        await guichet.manager.idle()
+        figures = await scrape(guichet)
+        if figures.get('guichet_inbound_messages_total{channel="email"}'):
+            break
+        await asyncio.sleep(0.05)
+
+    assert (
+        figures['guichet_inbound_messages_total{channel="rest"}']
+        == before_mail['guichet_inbound_messages_total{channel="rest"}']
+    )
+    assert figures['guichet_inbound_messages_total{channel="rest"}'] >= 5  # ana 2, bob 1, carla ≥ 2
+    assert figures['guichet_inbound_messages_total{channel="email"}'] == 1
+    assert figures['guichet_solved_at_level1_total{channel="rest"}'] == 1
+    assert figures['guichet_unanswered_questions_total{channel="rest",language="en"}'] >= 1
+    handoffs = {k: v for k, v in figures.items() if k.startswith("guichet_handoffs_total")}
+    assert sum(handoffs.values()) == 2, handoffs  # carla's ticket and dan's mail
+    assert any('channel="email"' in k and 'queue="support"' in k for k in handoffs), handoffs
+    # Each REST message got its reply within the histogram; the first responses were timed.
+    assert (
+        figures['guichet_reply_seconds_count{channel="rest"}']
+        == figures['guichet_inbound_messages_total{channel="rest"}']
+    )
+    assert figures['guichet_first_response_seconds_count{channel="rest"}'] == 3  # ana, bob, carla
+    assert figures['guichet_answer_confidence_count{channel="rest"}'] >= 3
+    assert figures['guichet_replies_total{channel="rest",sender="bot"}'] >= 6
+    # No person, text or ticket number ever becomes a label.
+    async with aiohttp.ClientSession() as http, http.get(f"{guichet.url}/metrics") as answer:
+        text = await answer.text()
+    assert not re.search(r"ana|bob|carla|dan@|HD-\d{4}|mot de passe|coffee", text)
+
+
+def _send(port: int, message: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("dan@client.fr", ["support@example.com"], message.encode())
+
+
+async def test_a_person_who_left_while_the_bot_waited_is_an_abandoned_conversation(
+    guichet: Guichet, monkeypatch: Any
+) -> None:
+    import bot.manager
+
+    async with aiohttp.ClientSession() as http:
+        await say(http, guichet, "eve", "the coffee machine sings opera")  # the bot offers a ticket
+        assert (await scrape(guichet)).get(
+            'guichet_abandoned_conversations_total{channel="rest",stage="choice"}', 0
+        ) == 0
+        # She comes back "later" (the threshold lowered to nothing) with something else.
+        monkeypatch.setattr(bot.manager, "ABANDONED_AFTER_SECONDS", -1)
+        await say(http, guichet, "eve", "bonjour")
+        await say(http, guichet, "eve", "merci")  # not waiting any more: not counted again
+    figures = await scrape(guichet)
+    assert figures['guichet_abandoned_conversations_total{channel="rest",stage="choice"}'] == 1
