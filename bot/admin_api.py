@@ -9,22 +9,30 @@ import hmac
 import json
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
 
 from bot.messages import utcnow
+from bot.stats import DeskStats, page
 from bot.store.base import Store
 
 TOKEN_FILE = "admin-token"
 
 
 class AdminApi:
-    def __init__(self, http: web.Application, store: Store) -> None:
+    def __init__(
+        self, http: web.Application, store: Store, stats: DeskStats | None = None, organisation: str = ""
+    ) -> None:
         self.store = store
+        self.stats = stats
+        self.organisation = organisation
         self.token = secrets.token_urlsafe(32)
         http.router.add_get("/admin/dead-letters", self._list)
         http.router.add_post("/admin/dead-letters/{item_id}/replay", self._replay)
+        http.router.add_get("/stats", self._stats)
+        http.router.add_get("/admin/unanswered", self._unanswered)
 
     def write_token(self, data_dir: Path, url: str) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -33,9 +41,42 @@ class AdminApi:
         with os.fdopen(fd, "w") as file:
             json.dump({"url": url, "token": self.token}, file)
 
-    def _authorised(self, request: web.Request) -> bool:
+    def _authorised(self, request: web.Request, *, query: bool = False) -> bool:
         given = request.headers.get("Authorization", "")
+        if query and "token" in request.query:  # a link a manager opens in a browser
+            given = f"Bearer {request.query['token']}"
         return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+
+    async def _unanswered(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised"}, status=401)
+        try:
+            days = max(1, min(400, int(request.query.get("days", "30"))))
+        except ValueError:
+            return web.json_response({"error": "days must be a whole number"}, status=400)
+        questions = await self.store.unanswered(utcnow() - timedelta(days=days))
+        return web.json_response([q.to_dict() for q in questions])
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """The manager's page (bot/stats.py): `guichet stats` prints its link."""
+        if not self._authorised(request, query=True) or self.stats is None:
+            return web.Response(
+                status=401,
+                text="Lien incomplet : lancez `guichet stats` pour obtenir le lien de cette page.\n"
+                "Incomplete link: run `guichet stats` for this page's link.\n",
+                content_type="text/plain",
+            )
+        try:
+            days = max(1, min(400, int(request.query.get("days", "30"))))
+        except ValueError:
+            days = 30
+        figures = await self.stats.days(days)
+        questions = await self.store.unanswered(utcnow() - timedelta(days=days))
+        return web.Response(
+            text=page(figures, questions, self.organisation),
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
 
     async def _list(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

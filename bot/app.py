@@ -25,6 +25,7 @@ from bot.metrics import Metrics
 from bot.nlu_api import NluApi
 from bot.policy import Policy
 from bot.settings import Settings
+from bot.stats import DeskStats
 from bot.store.base import Store
 from channels.base import Channel
 from handoff.signing import new_secret
@@ -82,14 +83,17 @@ class Guichet:
         self.outbox = Outbox(
             self.store, self.settings.outbox, self.settings.handoff.retry_schedule_seconds, self.metrics
         )
-        self.manager = ConversationManager(self.store, self.policy, self.outbox, self.metrics)
+        self.stats = DeskStats(
+            self.store, self.settings.triage.business_hours.timezone, tuple(self.settings.handoff.queues)
+        )
+        self.manager = ConversationManager(self.store, self.policy, self.outbox, self.metrics, self.stats)
         self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
         self.http.router.add_get("/healthz", self._health)
         self.metrics.serve(self.http)
         self.nlu_api = NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
         self.queue_secrets: dict[str, list[str]] = {}
         self.level2 = Level2Api(self.http, self.store, self.manager, self.queue_secrets.get)
-        self.admin = AdminApi(self.http, self.store)
+        self.admin = AdminApi(self.http, self.store, self.stats, self.settings.organisation)
         self.channels: dict[str, Channel] = {}
         self._runner: web.AppRunner | None = None
         self._model_task: asyncio.Task[None] | None = None

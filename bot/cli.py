@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.config import check_configuration, default_config_dir
 from bot.errors import GuichetError
+from bot.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +66,23 @@ def main(argv: list[str] | None = None) -> None:
             "--config", type=Path, default=None, help="configuration directory (default: ./config)"
         )
 
+    stats = commands.add_parser("stats", help="print the link of the statistics page of the running Guichet")
+    report = commands.add_parser("report", help="reports for the help-desk manager")
+    report_commands = report.add_subparsers(dest="report_command", required=True)
+    unanswered = report_commands.add_parser(
+        "unanswered",
+        help="group the questions nobody could answer and write draft articles for the frequent ones",
+    )
+    unanswered.add_argument("--days", type=int, default=30, help="how far back (default: 30 days)")
+    unanswered.add_argument("--top", type=int, default=10, help="draft articles for this many groups")
+    unanswered.add_argument(
+        "--out", type=Path, default=Path("kb-drafts"), help="where the drafts go (default: ./kb-drafts)"
+    )
+    for sub in (stats, unanswered):
+        sub.add_argument(
+            "--config", type=Path, default=None, help="configuration directory (default: ./config)"
+        )
+
     args = parser.parse_args(argv)
     config_dir: Path = args.config or default_config_dir()
     if args.command == "check":
@@ -73,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_nlu(args, config_dir))
     if args.command == "handoff":
         sys.exit(_handoff(args, config_dir))
+    if args.command in ("stats", "report"):
+        sys.exit(_report(args, config_dir))
     sys.exit(_run(config_dir, args.host, args.port, args.log_level))
 
 
@@ -93,6 +113,19 @@ def _check(config_dir: Path) -> int:
         f"{len(configuration.training.intents)} intents, store: {configuration.settings.store.kind}"
     )
     return 0
+
+
+def _report(args: argparse.Namespace, config_dir: Path) -> int:
+    from bot import report_cli
+
+    settings, problems = load_settings(config_dir)
+    if settings is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    if args.command == "stats":
+        return report_cli.stats_command(settings)
+    return report_cli.unanswered_command(settings, args.days, args.out, args.top)
 
 
 def _nlu(args: argparse.Namespace, config_dir: Path) -> int:

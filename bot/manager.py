@@ -23,9 +23,10 @@ import aiohttp
 from bot.errors import DeliveryError, StoreError
 from bot.messages import AcceptResult, Inbound, Outbound, new_id, utcnow
 from bot.metrics import Metrics
-from bot.policy import Policy
+from bot.policy import UNANSWERED, Policy
 from bot.settings import OutboxSettings
-from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Store
+from bot.stats import DeskStats
+from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Question, Store
 from bot.texts import say
 from handoff.webhook import next_delay, post
 
@@ -200,8 +201,16 @@ class Outbox:
 
 
 class ConversationManager:
-    def __init__(self, store: Store, policy: Policy, outbox: Outbox, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        outbox: Outbox,
+        metrics: Metrics | None = None,
+        stats: DeskStats | None = None,
+    ) -> None:
         self.metrics = metrics or outbox.metrics
+        self.stats = stats
         self.store = store
         self.policy = policy
         self.outbox = outbox
@@ -272,7 +281,7 @@ class ConversationManager:
         if inbound.sender == "user" and inbound.raw.get(REPLY_CONTEXT):
             context = inbound.raw[REPLY_CONTEXT]
             new_state = dataclasses.replace(new_state, facts={**new_state.facts, REPLY_CONTEXT: context})
-        new_state = self._count(state, new_state, inbound, replies, effects)
+        new_state = await self._count(state, new_state, inbound, replies, effects)
         replies = _mark_last(_addressed(new_state, replies))
         items = await self.store.complete(
             inbound, new_state, replies, utcnow() + timedelta(seconds=LEASE_SECONDS), effects
@@ -286,7 +295,7 @@ class ConversationManager:
                 self.outbox.deliver_soon(item)
         return new_state
 
-    def _count(
+    async def _count(
         self,
         before: ConversationState,
         after: ConversationState,
@@ -298,32 +307,47 @@ class ConversationManager:
         metrics, channel = self.metrics, inbound.channel
         for reply in replies:
             metrics.replies.labels(channel, reply.sender).inc()
-        for ticket in effects.tickets:
-            if ticket.updated_at is None and ticket.queue:  # opened in this turn
-                metrics.handoffs.labels(channel, ticket.queue, ticket.priority).inc()
+        handoffs = [(t.queue, t.priority) for t in effects.tickets if t.updated_at is None and t.queue]
+        for queue, priority in handoffs:  # tickets opened in this turn
+            metrics.handoffs.labels(channel, queue, priority).inc()
         if inbound.sender != "user":
             return after
         metrics.inbound.labels(channel).inc()
         now = utcnow()
         if replies:
             metrics.reply_seconds.labels(channel).observe((now - inbound.received_at).total_seconds())
-        if int(after.facts.get("solved_at_level1", 0)) > int(before.facts.get("solved_at_level1", 0)):
+        solved = int(after.facts.get("solved_at_level1", 0)) > int(before.facts.get("solved_at_level1", 0))
+        if solved:
             metrics.solved_level1.labels(channel).inc()
         waited = before.facts.get("waiting_since")
         # The person comes back long after the bot asked something: they had left.
-        if (
+        abandoned = bool(
             waited
             and (before.pending or before.mode == "qualifying")
             and (now - datetime.fromisoformat(waited)).total_seconds() > ABANDONED_AFTER_SECONDS
-        ):
+        )
+        if abandoned:
             metrics.abandoned.labels(channel, "qualifying" if before.mode == "qualifying" else "choice").inc()
         facts = dict(after.facts)
+        first_response = None
         if replies and "first_message_at" not in facts:
             facts["first_message_at"] = inbound.received_at.isoformat()
-            metrics.first_response_seconds.labels(channel).observe(
-                (now - inbound.received_at).total_seconds()
-            )
+            first_response = (now - inbound.received_at).total_seconds()
+            metrics.first_response_seconds.labels(channel).observe(first_response)
         facts["waiting_since"] = now.isoformat() if (after.pending or after.mode == "qualifying") else None
+        question = facts.pop(UNANSWERED, None)
+        if self.stats is not None:
+            await self.stats.record(
+                channel=channel,
+                at=inbound.received_at,
+                first_response=first_response,
+                solved=solved,
+                handoffs=handoffs,
+                abandoned=abandoned,
+                unanswered=Question(now, after.language or "fr", channel, str(question))
+                if question
+                else None,
+            )
         return dataclasses.replace(after, facts=facts)
 
     async def recover(self, min_age_seconds: float = 0.0) -> None:

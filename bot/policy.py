@@ -35,6 +35,7 @@ from triage.slots import missing, parse_answer, question
 log = logging.getLogger("guichet.policy")
 
 EMAIL = "email"
+UNANSWERED = "unanswered_question"
 
 SMALLTALK = frozenset(
     {"greet", "goodbye", "thanks", "help", "affirm", "deny", "request_human", "ticket_status"}
@@ -187,6 +188,7 @@ class Policy:
         self.metrics.confidence.labels(EMAIL).observe(parse.kb_matches[0].score if parse.kb_matches else 0.0)
         if not matches:
             self.metrics.unanswered.labels(EMAIL, lang).inc()
+            state = dataclasses.replace(state, facts={**state.facts, UNANSWERED: description})
         confident = (
             bool(matches)
             and matches[0].score >= settings.answer_threshold
@@ -225,7 +227,7 @@ class Policy:
         limits = self.auto_reply
         window = int(time.time() // limits.window_seconds)
         store = self.desk.store
-        if await store.next_number(f"auto-reply:{address}:{window}") > limits.per_sender:
+        if await store.count(f"auto-reply:{address}:{window}", 1, limits.window_seconds) > limits.per_sender:
             log.warning(
                 "automatic replies to %s capped (%d per %d s)",
                 address,
@@ -233,7 +235,7 @@ class Policy:
                 limits.window_seconds,
             )
             return False
-        if await store.next_number(f"auto-reply:*:{window}") > limits.total:
+        if await store.count(f"auto-reply:*:{window}", 1, limits.window_seconds) > limits.total:
             log.warning(
                 "automatic replies capped for everyone (%d per %d s)", limits.total, limits.window_seconds
             )
@@ -327,6 +329,8 @@ class Policy:
         lang = turn.language
         if text_key == "no_answer":
             self.metrics.unanswered.labels(turn.inbound.channel, lang).inc()
+            # Kept for the manager's report (bot/stats.py), which takes it out of the state.
+            state = dataclasses.replace(state, facts={**state.facts, UNANSWERED: turn.inbound.text})
         choices = [Choice(say("yes_open", lang), "ticket:yes"), Choice(say("no_thanks", lang), "ticket:no")]
         state = dataclasses.replace(state, pending=_pending(choices))
         return Outcome(state, [turn.reply(say(text_key, lang), choices)])

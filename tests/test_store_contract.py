@@ -11,7 +11,7 @@ import pytest
 
 from bot.errors import StoreError, StoreLockedError
 from bot.messages import Choice, Inbound, Outbound, new_id, utcnow
-from bot.store.base import ConversationState, Effects, OutboxItem, Store
+from bot.store.base import ConversationState, Effects, OutboxItem, Question, Store
 from bot.store.embedded import EmbeddedStore
 from bot.store.redis import RedisStore
 from triage.tickets import Requester, Ticket
@@ -268,6 +268,28 @@ async def test_remember_once_refuses_a_replayed_name_until_it_expires(store: Sto
     assert await store.remember_once("event:def", 0.3)
     await asyncio.sleep(0.4)
     assert await store.remember_once("event:abc", 0.3)
+
+
+async def test_counters_add_up_and_expire(store: Store) -> None:
+    assert [await store.count("caps:ana", 1, 60) for _ in range(3)] == [1, 2, 3]
+    assert await store.count("stats:2026-11-22:in:rest", 5, 60) == 5
+    await store.count("short", 1, 0.001)
+    await asyncio.sleep(1.1)  # Redis keeps a second at least
+    assert await store.counts(["caps:ana", "stats:2026-11-22:in:rest", "short", "never"]) == {
+        "caps:ana": 3,
+        "stats:2026-11-22:in:rest": 5,
+    }
+    assert await store.count("short", 1, 60) == 1  # an expired counter starts again
+
+
+async def test_unanswered_questions_are_kept_for_their_retention_only(store: Store) -> None:
+    now = utcnow()
+    old = Question(now - timedelta(days=40), "fr", "webchat", "la machine à café chante")
+    new = Question(now - timedelta(minutes=5), "en", "email", "my chair squeaks ☕ <b>")
+    await store.note_unanswered(old, ttl_seconds=30 * 86400)  # already past its retention
+    await store.note_unanswered(new, ttl_seconds=30 * 86400)
+    assert await store.unanswered(now - timedelta(days=60)) == [new]
+    assert await store.unanswered(now) == []
 
 
 async def test_embedded_store_serves_one_process(tmp_path: Path) -> None:

@@ -54,6 +54,28 @@ class ConversationState:
 
 
 @dataclass(frozen=True, slots=True)
+class Question:
+    """A question no article answered: what grows the knowledge base."""
+
+    at: datetime
+    language: str
+    channel: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "language": self.language,
+            "channel": self.channel,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Question:
+        return cls(datetime.fromisoformat(data["at"]), data["language"], data["channel"], data["text"])
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
     """Something to deliver: a chat reply (destination "channel:<name>") or, later, a webhook."""
 
@@ -215,6 +237,24 @@ class Store(ABC):
     @abstractmethod
     async def remember_once(self, name: str, ttl_seconds: float) -> bool:
         """True the first time a name is seen within ttl_seconds (replayed event ids)."""
+
+    # Figures for the manager ------------------------------------------------------------------
+    @abstractmethod
+    async def count(self, name: str, amount: int = 1, ttl_seconds: float = 86400.0) -> int:
+        """Add to a counter that disappears ttl_seconds after it was first counted in (rate
+        caps, daily statistics); returns the new value."""
+
+    @abstractmethod
+    async def counts(self, names: list[str]) -> dict[str, int]:
+        """The live counters among these names (missing or expired ones are left out)."""
+
+    @abstractmethod
+    async def note_unanswered(self, question: Question, ttl_seconds: float) -> None:
+        """Keep a question nobody could answer, for `guichet report unanswered`, until it expires."""
+
+    @abstractmethod
+    async def unanswered(self, since: datetime) -> list[Question]:
+        """The questions kept since that time, oldest first."""
 
     # Shared counters, secrets and per-conversation locks ----------------------------------------
     @abstractmethod

@@ -30,6 +30,7 @@ from bot.store.base import (
     ConversationState,
     Effects,
     OutboxItem,
+    Question,
     Store,
     records_transcript,
     transcript_entry_for,
@@ -52,6 +53,9 @@ CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tickets (number TEXT PRIMARY KEY, requester TEXT NOT NULL, opened_at REAL NOT NULL, ticket TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS tickets_requester ON tickets (requester, opened_at);
 CREATE TABLE IF NOT EXISTS remembered (name TEXT PRIMARY KEY, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL, until REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unanswered (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, until REAL NOT NULL, question TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS unanswered_at ON unanswered (at);
 """
 
 
@@ -373,6 +377,53 @@ class EmbeddedStore(Store):
             return int(value)
 
         return await self._write(operation)
+
+    async def count(self, name: str, amount: int = 1, ttl_seconds: float = 86400.0) -> int:
+        now = utcnow().timestamp()
+
+        def operation(db: sqlite3.Connection) -> int:
+            (value,) = db.execute(
+                "INSERT INTO counters (name, value, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "value = CASE WHEN until < ? THEN excluded.value ELSE value + excluded.value END, "
+                "until = CASE WHEN until < ? THEN excluded.until ELSE until END RETURNING value",
+                (name, amount, now + ttl_seconds, now, now),
+            ).fetchone()
+            return int(value)
+
+        return await self._write(operation)
+
+    async def counts(self, names: list[str]) -> dict[str, int]:
+        now = utcnow().timestamp()
+        found: dict[str, int] = {}
+        for start in range(0, len(names), 500):  # SQLite's limit on bound parameters
+            chunk = names[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT name, value FROM counters WHERE until >= ? AND name IN ({marks})", (now, *chunk)
+            )
+            found.update({str(name): int(value) for name, value in rows})
+        return found
+
+    async def note_unanswered(self, question: Question, ttl_seconds: float) -> None:
+        at = question.at.timestamp()
+        data = json.dumps(question.to_dict(), ensure_ascii=False)
+
+        def operation(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO unanswered (at, until, question) VALUES (?, ?, ?)", (at, at + ttl_seconds, data)
+            )
+            # Expired ones go as new ones come: the table never outlives its retention period.
+            db.execute("DELETE FROM unanswered WHERE until < ?", (utcnow().timestamp(),))
+
+        await self._write(operation)
+
+    async def unanswered(self, since: datetime) -> list[Question]:
+        now = utcnow().timestamp()
+        rows = self.db.execute(
+            "SELECT question FROM unanswered WHERE at >= ? AND until >= ? ORDER BY at, id",
+            (since.timestamp(), now),
+        )
+        return [Question.from_dict(json.loads(row[0])) for row in rows]
 
     async def secret(self, name: str, create: str) -> str:
         def operation(db: sqlite3.Connection) -> str:

@@ -28,12 +28,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from bot.errors import StoreError
-from bot.messages import AcceptResult, Inbound, Outbound, TranscriptEntry, utcnow
+from bot.messages import AcceptResult, Inbound, Outbound, TranscriptEntry, new_id, utcnow
 from bot.store.base import (
     NO_EFFECTS,
     ConversationState,
     Effects,
     OutboxItem,
+    Question,
     Store,
     records_transcript,
     transcript_entry_for,
@@ -358,6 +359,34 @@ class RedisStore(Store):
 
     async def outbox_size(self) -> int:
         return int(await self.client.zcard(self._key("outbox", "due")))
+
+    async def count(self, name: str, amount: int = 1, ttl_seconds: float = 86400.0) -> int:
+        key = self._key("count", name)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, amount)
+            pipe.expire(key, max(1, int(ttl_seconds)), nx=True)  # from the first count in
+            value, _ = await pipe.execute()
+        return int(value)
+
+    async def counts(self, names: list[str]) -> dict[str, int]:
+        if not names:
+            return {}
+        values = await self.client.mget([self._key("count", n) for n in names])
+        return {name: int(value) for name, value in zip(names, values, strict=True) if value is not None}
+
+    async def note_unanswered(self, question: Question, ttl_seconds: float) -> None:
+        key = self._key("unanswered")
+        at = question.at.timestamp()
+        member = json.dumps({**question.to_dict(), "id": new_id()}, ensure_ascii=False)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {member: at})
+            # Scored by time: what is older than the retention period goes as new ones come.
+            pipe.zremrangebyscore(key, "-inf", utcnow().timestamp() - ttl_seconds)
+            await pipe.execute()
+
+    async def unanswered(self, since: datetime) -> list[Question]:
+        members = await self.client.zrangebyscore(self._key("unanswered"), since.timestamp(), "+inf")
+        return [Question.from_dict(json.loads(str(m))) for m in members]
 
     async def next_number(self, sequence: str) -> int:
         return int(await self.client.incr(self._key("seq", sequence)))

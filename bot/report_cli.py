@@ -1,0 +1,185 @@
+"""`guichet report unanswered` and `guichet stats`: what the manager does with the figures.
+
+The report groups the questions nobody could answer (close paraphrases together: "l'imprimante
+du 3e bourre" and "imprimante 3eme etage bourrage papier"), per language, biggest groups first,
+and writes a draft knowledge-base article for each of the most frequent: front matter filled
+(id, title, the questions as people asked them, tags), the answer left for a person to write.
+Move a finished draft into kb/<lang>/: the running Guichet picks it up without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import unicodedata
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from bot.admin_api import TOKEN_FILE
+from bot.errors import StoreLockedError
+from bot.messages import utcnow
+from bot.settings import Settings
+from bot.store.base import Question
+from nlu.text import fold
+
+# Two questions closer than this (cosine distance of their character n-grams) are one group.
+GROUP_DISTANCE = 0.55
+
+
+@dataclass(frozen=True)
+class Group:
+    language: str
+    questions: tuple[str, ...]  # every time it was asked, the most typical phrasing first
+
+    @property
+    def size(self) -> int:
+        return len(self.questions)
+
+
+def group_questions(questions: Sequence[Question]) -> list[Group]:
+    """Close paraphrases together, per language; the biggest groups first."""
+    from sklearn.cluster import AgglomerativeClustering  # type: ignore[import-untyped]
+    from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
+
+    groups: list[Group] = []
+    for language in sorted({q.language for q in questions}):
+        texts = [" ".join(q.text.split()) for q in questions if q.language == language][-2000:]
+        if len(texts) == 1:
+            groups.append(Group(language, (texts[0],)))
+            continue
+        if not texts:
+            continue
+        vectors = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(2, 4), preprocessor=fold, sublinear_tf=True
+        )
+        matrix = vectors.fit_transform(texts).toarray()
+        labels = AgglomerativeClustering(
+            n_clusters=None, metric="cosine", linkage="average", distance_threshold=GROUP_DISTANCE
+        ).fit_predict(matrix)
+        for label in set(labels):
+            members = [i for i, value in enumerate(labels) if value == label]
+            centre = matrix[members].mean(axis=0)
+            # The most typical phrasing first: it becomes the draft's title.
+            members.sort(key=lambda i: -float(matrix[i] @ centre))
+            # Every time it was asked counts (the group's size); the draft lists each phrasing once.
+            groups.append(Group(language, tuple(texts[i] for i in members)))
+    return sorted(groups, key=lambda g: (-g.size, g.language, g.questions[0]))
+
+
+def draft(group: Group) -> tuple[str, str]:
+    """(file name, Markdown text) of a draft article for a group of questions."""
+    title = group.questions[0].rstrip(" ?!.")
+    title = title[:1].upper() + title[1:]
+    slug = _slug(title) or "question"
+    phrasings = list(dict.fromkeys(group.questions))[:15]
+    front = {
+        "id": f"draft-{slug}",
+        "title": title,
+        "questions": phrasings,
+        "tags": ["brouillon" if group.language == "fr" else "draft"],
+    }
+    todo = (
+        f"À COMPLÉTER : demandé {group.size} fois sans réponse. Écrivez ici la réponse, "
+        "étape par étape, puis déplacez ce fichier dans kb/fr/."
+        if group.language == "fr"
+        else f"TO COMPLETE: asked {group.size} times with no answer. Write the answer here, "
+        "step by step, then move this file into kb/en/."
+    )
+    text = "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n" + todo + "\n"
+    return f"draft-{slug}.md", text
+
+
+def _slug(text: str) -> str:
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", plain).strip("-")[:48].strip("-")
+
+
+def report(questions: Sequence[Question], out: Path, top: int) -> list[tuple[Group, Path | None]]:
+    groups = group_questions(questions)
+    written: list[tuple[Group, Path | None]] = []
+    for rank, group in enumerate(groups):
+        if rank < top and group.size >= 2:  # a question asked once is not yet a FAQ
+            name, text = draft(group)
+            path = out / group.language / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append((group, path))
+        else:
+            written.append((group, None))
+    return written
+
+
+# Reading the questions: from the running process, or from the store when none runs ------------
+def _admin(settings: Settings) -> tuple[str, str] | None:
+    try:
+        data = json.loads((Path(settings.store.path) / TOKEN_FILE).read_text())
+        return str(data["url"]), str(data["token"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+async def _from_store(settings: Settings, days: int) -> list[Question]:
+    from bot.app import make_store_for
+
+    store = make_store_for(settings)
+    await store.open()
+    try:
+        return await store.unanswered(utcnow() - timedelta(days=days))
+    finally:
+        await store.close()
+
+
+def load_questions(settings: Settings, days: int) -> list[Question]:
+    try:
+        return asyncio.run(_from_store(settings, days))
+    except StoreLockedError:
+        admin = _admin(settings)
+        if admin is None:
+            raise
+        url, token = admin
+        request = urllib.request.Request(
+            f"{url}/admin/unanswered?days={days}", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return [Question.from_dict(q) for q in json.load(answer)]
+
+
+def unanswered_command(settings: Settings, days: int, out: Path, top: int) -> int:
+    try:
+        questions = load_questions(settings, days)
+    except (StoreLockedError, OSError, urllib.error.URLError) as exc:
+        print(f"cannot read the unanswered questions: {exc}", file=sys.stderr)
+        return 1
+    if not questions:
+        print(f"No unanswered question in the last {days} days. / Aucune question sans réponse.")
+        return 0
+    written = report(questions, out, top)
+    print(f"{len(questions)} unanswered questions in the last {days} days, {len(written)} groups:\n")
+    for group, path in written[: max(top, 10)]:
+        where = f"→ {path}" if path else ""
+        print(f"  {group.size:>4} × [{group.language}] {group.questions[0][:70]} {where}")
+    drafts = [p for _, p in written if p]
+    if drafts:
+        print(f"\n{len(drafts)} draft articles in {out}/: complete them, then move them into kb/<lang>/.")
+    return 0
+
+
+def stats_command(settings: Settings) -> int:
+    admin = _admin(settings)
+    if admin is None:
+        print(
+            "Guichet is not running here (start it with `guichet run`). / Guichet ne tourne pas.",
+            file=sys.stderr,
+        )
+        return 1
+    url, token = admin
+    print(f"{url}/stats?token={token}")
+    return 0
