@@ -10,7 +10,6 @@ top list and for `guichet report unanswered`. `GET /stats` (the operator token) 
 
 from __future__ import annotations
 
-import asyncio
 import html
 from collections import Counter
 from collections.abc import Sequence
@@ -85,8 +84,7 @@ class DeskStats:
             names.append(f"d:{day}:abandoned")
         if unanswered is not None:
             names.append(f"d:{day}:unanswered")
-        ttl = KEEP_DAYS * 86400
-        await asyncio.gather(*(self.store.count(name, 1, ttl) for name in names))
+        await self.store.add_counts(names, KEEP_DAYS * 86400)
         if unanswered is not None:
             await self.store.note_unanswered(unanswered, self.retention_days * 86400)
 

@@ -280,6 +280,8 @@ async def test_counters_add_up_and_expire(store: Store) -> None:
         "stats:2026-11-22:in:rest": 5,
     }
     assert await store.count("short", 1, 60) == 1  # an expired counter starts again
+    await store.add_counts(["caps:ana", "d:in", "d:in"], 60)
+    assert await store.counts(["caps:ana", "d:in"]) == {"caps:ana": 4, "d:in": 2}
 
 
 async def test_unanswered_questions_are_kept_for_their_retention_only(store: Store) -> None:

@@ -245,6 +245,10 @@ class Store(ABC):
         caps, daily statistics); returns the new value."""
 
     @abstractmethod
+    async def add_counts(self, names: list[str], ttl_seconds: float) -> None:
+        """Add one to each of these counters, in one write (the daily statistics of a message)."""
+
+    @abstractmethod
     async def counts(self, names: list[str]) -> dict[str, int]:
         """The live counters among these names (missing or expired ones are left out)."""
 

@@ -392,6 +392,19 @@ class EmbeddedStore(Store):
 
         return await self._write(operation)
 
+    async def add_counts(self, names: list[str], ttl_seconds: float) -> None:
+        now = utcnow().timestamp()
+
+        def operation(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO counters (name, value, until) VALUES (?, 1, ?) ON CONFLICT (name) DO UPDATE SET "
+                "value = CASE WHEN until < ? THEN 1 ELSE value + 1 END, "
+                "until = CASE WHEN until < ? THEN excluded.until ELSE until END",
+                [(name, now + ttl_seconds, now, now) for name in names],
+            )
+
+        await self._write(operation)
+
     async def counts(self, names: list[str]) -> dict[str, int]:
         now = utcnow().timestamp()
         found: dict[str, int] = {}

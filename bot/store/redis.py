@@ -368,6 +368,14 @@ class RedisStore(Store):
             value, _ = await pipe.execute()
         return int(value)
 
+    async def add_counts(self, names: list[str], ttl_seconds: float) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                key = self._key("count", name)
+                pipe.incr(key)
+                pipe.expire(key, max(1, int(ttl_seconds)), nx=True)
+            await pipe.execute()
+
     async def counts(self, names: list[str]) -> dict[str, int]:
         if not names:
             return {}
