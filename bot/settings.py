@@ -94,6 +94,9 @@ class TelegramSettings(_Frozen):
     enabled: bool = False
     mode: Literal["webhook", "polling"] = "polling"
     webhook_path: str = "/telegram/webhook"
+    # The public HTTPS address Telegram should post to (webhook mode); Guichet registers it
+    # with setWebhook at start. Without it, register the webhook yourself.
+    public_url: str | None = None
     api_base: str = "https://api.telegram.org"  # a test points it at a local Bot API mimic
     per_chat_per_second: float = Field(1.0, gt=0)
     per_group_per_minute: int = Field(20, ge=1)
