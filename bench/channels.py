@@ -11,7 +11,8 @@ other side:
   Peer: bench/smtp_peer.py, an aiosmtpd server that answers each mail with a fixed text
   through the same relay (no understanding, no store, no ticket).
 - telegram: webhook updates POSTed with the secret header → the reply reaching a Bot API
-  mimic run here (tests/fake_telegram.py). Peer: the same updates to a bare aiohttp handler.
+  mimic run here (tests/fake_telegram.py), with Telegram's sending quotas (1/s per chat, 30/s
+  in all) lifted: what is measured is Guichet. Peer: a bare aiohttp handler.
 - slack: signed Events API requests → the reply reaching a Web API mimic run here
   (tests/fake_slack.py). Peer: as for Telegram.
 
@@ -437,6 +438,97 @@ async def bench_slack(args: argparse.Namespace, workdir: Path) -> list[Figure]:
     return figures
 
 
+async def bench_telegram(args: argparse.Namespace, workdir: Path) -> list[Figure]:
+    from tests.fake_telegram import TOKEN, FakeTelegram
+
+    secret = "bench-webhook-secret"
+    replies = Replies()
+
+    class Telegram(FakeTelegram):
+        async def _api(self, request: web.Request) -> web.Response:
+            answer = await super()._api(request)
+            if request.match_info["method"] == "sendMessage":
+                form = await request.post()
+                replies.posted(str(form.get("chat_id")))
+            return answer
+
+    telegram = Telegram()
+    telegram.calls = _Forgetful()
+    await telegram.start()
+    receiver = await level2_receiver()
+    config = config_copy(
+        workdir / "config-telegram",
+        telegram={
+            "enabled": True, "mode": "webhook", "api_base": telegram.api_base,
+            # Telegram lets a bot send 1 message/s per chat and 30/s in all; lifted here, since
+            # what is measured is Guichet's own capacity, not Telegram's quota.
+            "per_chat_per_second": 100000, "global_per_second": 100000,
+        },
+        webchat={"enabled": False},
+        email={"enabled": False},
+        handoff={"queues": {q: {"url": receiver} for q in ("support", "security")}},
+    )  # fmt: skip
+    env = {"GUICHET_TELEGRAM_TOKEN": TOKEN, "GUICHET_TELEGRAM_WEBHOOK_SECRET": secret}
+    guichet = GuichetProcess(config, workdir / "data-telegram", free_port(), env=env)
+    updates = itertools.count(1)
+
+    def body(index: int, text: str) -> bytes:
+        n = next(updates)
+        chat = 10_000 + index
+        user = {"id": chat, "is_bot": False, "first_name": f"Person {index}", "language_code": "fr"}
+        message = {
+            "message_id": n,
+            "from": user,
+            "chat": {"id": chat, "type": "private"},
+            "date": 1800000000,
+            "text": text,
+        }
+        return json.dumps({"update_id": n, "message": message}).encode()
+
+    def poster(url: str) -> Post:
+        headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret}
+
+        async def post(http: aiohttp.ClientSession, index: int, n: int, text: str) -> int:
+            async with http.post(
+                f"{url}/telegram/webhook", data=body(index, text), headers=headers
+            ) as answer:
+                await answer.read()
+                return answer.status
+
+        return post
+
+    name = lambda index: str(10_000 + index)  # noqa: E731
+    figures = []
+    guichet.start()
+    try:
+        guichet.wait_for_model()
+        await chat_load("telegram warm-up", replies, poster(guichet.url), 2, args.connections, name)
+        figures.append(
+            await chat_load(
+                "telegram guichet", replies, poster(guichet.url), args.seconds, args.connections, name
+            )
+        )
+    finally:
+        guichet.stop()
+
+    async def bare(request: web.Request) -> web.Response:
+        # What any webhook endpoint must do: check the secret, read the JSON, answer.
+        if request.headers.get("X-Telegram-Bot-Api-Secret-Token") != secret:
+            return web.Response(status=401)
+        data = json.loads(await request.read())
+        replies.posted(str(data["message"]["chat"]["id"]))
+        return web.Response(text="")
+
+    peer = await peer_server(bare, "/telegram/webhook")
+    figures.append(
+        await chat_load(
+            "telegram peer (aiohttp)", replies, poster(peer), args.seconds, args.connections, name
+        )
+    )
+    await telegram.stop()
+    return figures
+
+
 class _Forgetful(list[Any]):
     """A call log that keeps nothing: a load run would fill memory with it."""
 
@@ -448,7 +540,7 @@ class _Forgetful(list[Any]):
 GOALS = {"smtp": 100.0, "telegram": 500.0, "slack": 500.0}
 
 Bench = Callable[[argparse.Namespace, Path], Awaitable[list[Figure]]]
-BENCHES: dict[str, Bench] = {"smtp": bench_smtp, "slack": bench_slack}
+BENCHES: dict[str, Bench] = {"smtp": bench_smtp, "telegram": bench_telegram, "slack": bench_slack}
 
 
 def report(channel: str, figures: list[Figure]) -> None:
