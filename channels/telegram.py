@@ -161,7 +161,7 @@ class TelegramChannel(Channel):
             if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
                 raise ValueError("an Update is an object with an integer update_id")
             inbound = self.to_inbound(update)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:  # deep nesting too
             return web.json_response({"error": f"not a Telegram update: {str(exc)[:200]}"}, status=400)
         try:
             await self._take(inbound)

@@ -388,3 +388,27 @@ async def test_attachments_reach_level_2_as_signed_download_links(desk: Desk) ->
         forged = attachment["url"][:-4] + ("0000" if not attachment["url"].endswith("0000") else "1111")
         async with http.get(forged) as answer:
             assert answer.status == 404 and await answer.read() != picture
+
+
+async def test_automatic_replies_are_capped_in_all(tmp_path: Path, receiver: Receiver) -> None:
+    """A flood from many senders (a spam run, a forged list) cannot make us a mail cannon."""
+    sink = MailSink()
+    await sink.start()
+    relay = {"host": "127.0.0.1", "port": sink.port, "security": "none"}
+    app = Guichet(configuration(tmp_path, receiver, relay, auto_reply={"per_sender": 10, "total": 3}))
+    await app.start()
+    try:
+        desk = Desk(app, sink, receiver)
+        for n in range(5):
+            sender = f"person{n}@client.fr"
+            raw = mail(
+                "Imprimante", f"L'imprimante {n} ne marche plus.", sender=sender, message_id=f"<all{n}@c.fr>"
+            )
+            await desk.send(raw, sender)
+        assert sorted(r for s in sink.sent for r in s.recipients) == [
+            f"person{n}@client.fr" for n in range(3)
+        ]
+        assert len(receiver.of_type("ticket.created")) == 5  # every mail is still a ticket
+    finally:
+        await app.stop()
+        await sink.stop()

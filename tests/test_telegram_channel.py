@@ -167,6 +167,21 @@ async def test_the_webhook_wants_its_secret_and_a_real_update(desk: Guichet, tel
     assert buttons == ["helped:yes", "helped:no"]
 
 
+async def test_bad_input_gets_a_clear_error_and_hidden_characters_never_reach_the_desk(
+    desk: Guichet, telegram: FakeTelegram
+) -> None:
+    assert (await post(desk, b"[" * 30000 + b"]" * 30000))[0] == 400  # deeply nested
+    assert (await post(desk, update("x" * 200_000)))[0] == 413  # over the body limit
+    assert (await post(desk, {"update_id": 1, "message": {"chat": {}, "from": {"id": 1}}}))[0] == 400
+    hidden = update("mon\u202e mot\u200b de passe\x00 est bloqué <script>alert(1)</script>", chat=666)
+    assert (await post(desk, hidden))[0] == 200
+    await telegram.wait_sent(1)
+    transcript = await desk.store.transcript("telegram:666")
+    assert transcript[0].text == "mon mot de passe est bloqué <script>alert(1)</script>"
+    health = await post(desk, update("bonjour", chat=667))
+    assert health[0] == 200  # still serving
+
+
 async def test_a_repeated_update_is_answered_once(desk: Guichet, telegram: FakeTelegram) -> None:
     body = update("bonjour")
     assert (await post(desk, body))[0] == 200
