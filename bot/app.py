@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
@@ -17,10 +18,11 @@ from bot.admin_api import AdminApi
 from bot.config import Configuration
 from bot.desk import TicketDesk
 from bot.errors import ConfigError
+from bot.fanout import Fanout
 from bot.kb_watch import KnowledgeBaseWatcher
 from bot.level2_api import Level2Api
 from bot.manager import LEASE_SECONDS, ConversationManager, Outbox, WebhookTarget
-from bot.messages import TranscriptEntry, conversation_key
+from bot.messages import Inbound, Outbound, TranscriptEntry, conversation_key
 from bot.metrics import Metrics
 from bot.nlu_api import NluApi
 from bot.policy import Policy
@@ -98,6 +100,7 @@ class Guichet:
         self._runner: web.AppRunner | None = None
         self._model_task: asyncio.Task[None] | None = None
         self.url = ""
+        self.fanout: Fanout | None = None
         # Files people send, by content hash (with Redis, put store.path on a shared volume).
         self.attachments_dir = Path(self.settings.store.path) / "attachments"
 
@@ -204,6 +207,34 @@ class Guichet:
         channel, _, conversation = ticket.requester.conversation_key.partition(":")
         return conversation if channel == "email" else None
 
+    def _fanout(self) -> Fanout | None:
+        """With several processes (Redis), replies for a connection another process holds."""
+        if self.settings.store.kind != "redis":
+            return None
+        from bot.store.redis import RedisStore  # only a Redis deployment loads it
+
+        assert isinstance(self.store, RedisStore)
+
+        async def deliver_here(name: str, message: Outbound, seq: int | None) -> bool:
+            channel = self.channels.get(name)
+            return await channel.deliver_here(message, seq) if channel is not None else False
+
+        async def silent_here(name: str, inbound: Inbound) -> bool:
+            channel = self.channels.get(name)
+            return await channel.silent_here(inbound) if channel is not None else False
+
+        return Fanout(self.store.url, self.store.prefix, deliver_here, silent_here)
+
+    async def _reply_anywhere(self, channel: Channel, message: Outbound, seq: int | None) -> None:
+        if not await channel.deliver_here(message, seq):
+            assert self.fanout is not None
+            await self.fanout.reply(channel.name, message, seq)
+
+    async def _silent_anywhere(self, channel: Channel, inbound: Inbound) -> None:
+        if not await channel.silent_here(inbound):
+            assert self.fanout is not None
+            await self.fanout.silent(channel.name, inbound)
+
     async def load_intent_model(self) -> None:
         """The intent classifier of this configuration: loaded, or trained once if the data is new.
 
@@ -241,9 +272,16 @@ class Guichet:
             self.desk.attachment_key = self.level2.attachment_key = key
             self.level2.attachments_dir = self.attachments_dir
             await self._build_channels()
+            self.fanout = self._fanout()
+            if self.fanout is not None:
+                await self.fanout.start()
             for name, channel in self.channels.items():
-                self.outbox.register(name, channel.send)
-                self.manager.no_reply[name] = channel.no_reply
+                if channel.connection_bound and self.fanout is not None:
+                    self.outbox.register(name, functools.partial(self._reply_anywhere, channel))
+                    self.manager.no_reply[name] = functools.partial(self._silent_anywhere, channel)
+                else:
+                    self.outbox.register(name, channel.send)
+                    self.manager.no_reply[name] = channel.no_reply
                 await channel.start(self.manager.receive)
             self._runner = web.AppRunner(self.http, access_log=None, handle_signals=False)
             await self._runner.setup()
@@ -274,6 +312,8 @@ class Guichet:
             self._model_task.cancel()  # the thread finishes on its own; nothing waits for it
         for channel in self.channels.values():
             await channel.stop()
+        if self.fanout is not None:
+            await self.fanout.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.kb_watcher.stop()

@@ -13,6 +13,10 @@ OnMessage = Callable[[Inbound], Awaitable[AcceptResult]]
 
 class Channel(ABC):
     name: str
+    # True for channels whose people are connected to one process (a WebSocket, a request
+    # waiting for its reply): with several processes, replies made elsewhere reach them
+    # through bot/fanout.py.
+    connection_bound: bool = False
 
     @abstractmethod
     async def start(self, on_message: OnMessage) -> None: ...
@@ -27,4 +31,15 @@ class Channel(ABC):
     async def no_reply(self, inbound: Inbound) -> None:
         """The message was handled and the bot has nothing to say (a human holds the ticket);
         a request/response channel answers its platform now rather than wait."""
-        return None
+        await self.silent_here(inbound)
+
+    async def deliver_here(self, message: Outbound, seq: int | None) -> bool:
+        """A connection-bound channel: deliver to a connection of this process, if it holds
+        the person's; False when none does (the reply may be for another process)."""
+        await self.send(message, seq)
+        return True
+
+    async def silent_here(self, inbound: Inbound) -> bool:
+        """A connection-bound channel: tell the request of this process waiting for a reply
+        to this message that none will come; False when none waits here."""
+        return False

@@ -29,6 +29,7 @@ class _Waiter:
 
 class RestChannel(Channel):
     name = "rest"
+    connection_bound = True
 
     def __init__(
         self, app: web.Application, *, max_message_chars: int = 2000, reply_timeout: float = 10.0
@@ -49,17 +50,24 @@ class RestChannel(Channel):
                 waiter.done.set_result(None)
 
     async def send(self, message: Outbound, seq: int | None) -> None:
+        await self.deliver_here(message, seq)
+
+    async def deliver_here(self, message: Outbound, seq: int | None) -> bool:
         waiter = self._waiting.get(message.reply_to or "")
         if waiter is None:
-            return
+            return False
         waiter.replies.append(message)
         if message.last_in_turn and not waiter.done.done():
             waiter.done.set_result(None)
+        return True
 
-    async def no_reply(self, inbound: Inbound) -> None:
+    async def silent_here(self, inbound: Inbound) -> bool:
         waiter = self._waiting.get(inbound.platform_message_id)
-        if waiter is not None and not waiter.done.done():
+        if waiter is None:
+            return False
+        if not waiter.done.done():
             waiter.done.set_result(None)  # Rasa's REST channel answers [] when the bot is silent
+        return True
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})  # what Rasa's REST channel answers here

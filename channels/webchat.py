@@ -96,6 +96,7 @@ def _b64(data: bytes) -> str:
 
 class WebchatChannel(Channel):
     name = "webchat"
+    connection_bound = True
 
     def __init__(self, app: web.Application, options: WebchatOptions, history: History) -> None:
         self.options = options
@@ -118,6 +119,12 @@ class WebchatChannel(Channel):
                 await ws.close(code=1001, message=b"server shutting down")
 
     async def send(self, message: Outbound, seq: int | None) -> None:
+        await self.deliver_here(message, seq)
+
+    async def deliver_here(self, message: Outbound, seq: int | None) -> bool:
+        sockets = list(self._sockets.get(message.conversation_id, ()))
+        if not sockets:
+            return False
         frame = json.dumps(
             {
                 "type": "message",
@@ -134,11 +141,12 @@ class WebchatChannel(Channel):
         )
         # No open socket is not a failure: the reply is in the transcript, and the widget
         # shows the history when the person comes back.
-        for ws in list(self._sockets.get(message.conversation_id, ())):
+        for ws in sockets:
             try:
                 await ws.send_str(frame)
             except (ConnectionResetError, RuntimeError):
                 self._sockets[message.conversation_id].discard(ws)
+        return True
 
     @property
     def open_sockets(self) -> int:
