@@ -34,6 +34,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -83,6 +84,12 @@ def split_text(text: str, limit: int = MAX_CHARS) -> list[str]:
     if text.strip() or not pieces:
         pieces.append(text.rstrip())
     return pieces
+
+
+class TelegramPollError(Exception):
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class _Pace:
@@ -173,31 +180,40 @@ class TelegramChannel(Channel):
         return web.Response(text="")
 
     async def _poll(self) -> None:
-        offset: int | None = None
+        offset = 0
         delay = 1.0
         with contextlib.suppress(TelegramAPIError):
             await self.bot.delete_webhook(drop_pending_updates=False)  # getUpdates needs no webhook
-        while True:
-            try:
-                updates = await self.bot.get_updates(
-                    offset=offset, timeout=25, allowed_updates=ALLOWED_UPDATES
-                )
-                for update in updates:
-                    data = update.model_dump(mode="json", by_alias=True, exclude_none=True)
-                    try:
-                        inbound = self.to_inbound(data)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        log.warning("Telegram update %s skipped: %s", update.update_id, exc)
-                        inbound = None
-                    await self._take(inbound)  # raises: the offset stays, the update comes again
-                    offset = update.update_id + 1
-                delay = 1.0
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Telegram or the store unavailable: try again, slower
-                log.warning("Telegram polling: %s; again in %.0f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+        url = f"{self.settings.api_base.rstrip('/')}/bot{self.settings.token}/getUpdates"
+        timeout = aiohttp.ClientTimeout(total=40)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                try:
+                    # Read as JSON, like the webhook: an update aiogram's models refused would
+                    # come back at every call and stop the desk from hearing anyone.
+                    query = {"offset": offset, "timeout": 25, "allowed_updates": json.dumps(ALLOWED_UPDATES)}
+                    async with http.post(url, data=query) as answer:
+                        body = await answer.json(content_type=None)
+                    if not body.get("ok"):
+                        retry = (body.get("parameters") or {}).get("retry_after")
+                        raise TelegramPollError(f"{body.get('error_code')} {body.get('description')}", retry)
+                    for update in body.get("result") or ():
+                        update_id = int(update["update_id"])
+                        try:
+                            inbound = self.to_inbound(update)
+                        except (ValueError, KeyError, TypeError) as exc:
+                            log.warning("Telegram update %s skipped: %s", update_id, exc)
+                            inbound = None
+                        await self._take(inbound)  # raises: the offset stays, the update comes again
+                        offset = update_id + 1
+                    delay = 1.0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Telegram or the store unavailable: try again, slower
+                    wait = float(getattr(exc, "retry_after", None) or delay)
+                    log.warning("Telegram polling: %s; again in %.0f s", exc, wait)
+                    await asyncio.sleep(wait)
+                    delay = min(delay * 2, 60.0)
 
     async def _take(self, inbound: Inbound | None) -> None:
         if inbound is None:
