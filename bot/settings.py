@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -240,6 +241,18 @@ def load_settings(
                 DataProblem(path, 1, "the settings file must be a mapping", "write one 'key: value' per line")
             ]
         raw = loaded or {}
+        try:
+            raw = _expand(raw, environ)
+        except KeyError as exc:
+            name = exc.args[0]
+            return None, [
+                DataProblem(
+                    path,
+                    _line_with(text, "${" + name),
+                    f"${{{name}}} is used but the environment variable {name} is not set",
+                    f"export {name}=…, or give a default: ${{{name}:-value}}",
+                )
+            ]
         for where in SECRET_KEYS:
             if _has(raw, where):
                 variable = next(v for v, (w, _) in ENVIRONMENT.items() if w == where)
@@ -347,6 +360,34 @@ def missing_channel_secrets(settings: Settings) -> list[DataProblem]:
         for channel, variable, value, what in needed
         if not value
     ]
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: Any, environ: Mapping[str, str]) -> Any:
+    """`${NAME}` and `${NAME:-default}` in the file's texts, from the environment (as Rasa's
+    endpoints.yml and Docker Compose do): one file for a laptop and for a cluster."""
+    if isinstance(value, str):
+
+        def variable(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is None:
+                raise KeyError(name)
+            return default
+
+        return _VARIABLE.sub(variable, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, environ) for v in value]
+    return value
+
+
+def _line_with(text: str, needle: str) -> int | None:
+    return next((n for n, line in enumerate(text.splitlines(), start=1) if needle in line), None)
 
 
 def _has(raw: Mapping[str, Any], where: tuple[str, ...]) -> bool:

@@ -224,6 +224,7 @@ async def main() -> None:
         "--secret", required=True, help="the queue's signing secret (several, space-separated)"
     )
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a container")
     parser.add_argument(
         "--guichet", default=None, help="Guichet's base URL (default: the ticket's reply route)"
     )
@@ -235,8 +236,8 @@ async def main() -> None:
     app.router.add_post("/tickets", desk.receive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    say(f"level-2 desk listening on http://127.0.0.1:{args.port}/tickets")
+    await web.TCPSite(runner, args.host, args.port).start()
+    say(f"level-2 desk listening on http://{args.host}:{args.port}/tickets")
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     threading.Thread(target=read_stdin, args=(loop, lines), daemon=True).start()

@@ -34,7 +34,9 @@ class QueueSettings(_Frozen):
     @field_validator("secret_env")
     @classmethod
     def _env_name(cls, name: str | None) -> str | None:
-        if name is not None and not _ENV_NAME.match(name):
+        if not name:  # "" (e.g. an unset ${VARIABLE:-}): Guichet makes the secret
+            return None
+        if not _ENV_NAME.match(name):
             raise ValueError(
                 "secret_env is the NAME of an environment variable, e.g. GUICHET_QUEUE_SUPPORT_SECRET"
             )

@@ -97,3 +97,31 @@ def test_run_refuses_to_start_on_a_broken_configuration(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "the configuration directory does not exist" in result.stderr
+
+
+def test_environment_variables_in_the_settings_file(tmp_path: Path) -> None:
+    """${NAME:-default}: one file for a laptop and for a cluster; a missing one is named."""
+    from bot.settings import load_settings
+
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "guichet.yml").write_text(
+        "organisation: ${DESK_NAME:-Exemple SA}\n"
+        "handoff:\n  queues:\n    support:\n      url: ${LEVEL2:-http://127.0.0.1:9000/tickets}\n"
+        "      secret_env: ${SECRET_VAR:-}\n"
+        "  default_queue: support\n",
+        encoding="utf-8",
+    )
+    settings, problems = load_settings(config, {"LEVEL2": "http://level2:9000/tickets"})
+    assert problems == [] and settings is not None
+    assert settings.organisation == "Exemple SA"
+    assert settings.handoff.queues["support"].url == "http://level2:9000/tickets"
+    assert settings.handoff.queues["support"].secret_env is None  # "": Guichet makes the secret
+    settings, _ = load_settings(config, {"SECRET_VAR": "GUICHET_QUEUE_SECRET"})
+    assert settings is not None and settings.handoff.queues["support"].secret_env == "GUICHET_QUEUE_SECRET"
+    (config / "guichet.yml").write_text(
+        "organisation: Desk\nwebchat:\n  allowed_origins:\n    - ${SITE}\n", encoding="utf-8"
+    )
+    settings, problems = load_settings(config, {})
+    assert settings is None and len(problems) == 1
+    assert problems[0].line == 4 and "SITE" in problems[0].message and "${SITE:-" in problems[0].fix
