@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot import privacy
 from bot.messages import utcnow
 from bot.stats import DeskStats, page
 from bot.store.base import Store
@@ -33,6 +34,9 @@ class AdminApi:
         http.router.add_post("/admin/dead-letters/{item_id}/replay", self._replay)
         http.router.add_get("/stats", self._stats)
         http.router.add_get("/admin/unanswered", self._unanswered)
+        http.router.add_get("/admin/people/{person}", self._export)
+        http.router.add_delete("/admin/people/{person}", self._forget)
+        self.attachments_dir: Path | None = None
 
     def write_token(self, data_dir: Path, url: str) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +50,20 @@ class AdminApi:
         if query and "token" in request.query:  # a link a manager opens in a browser
             given = f"Bearer {request.query['token']}"
         return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
+
+    async def _export(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised"}, status=401)
+        return web.json_response(await privacy.export(self.store, request.match_info["person"]))
+
+    async def _forget(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised"}, status=401)
+        mail_dir = self.attachments_dir.parent / "sent-mail" if self.attachments_dir else None
+        erased = await privacy.forget(
+            self.store, request.match_info["person"], self.attachments_dir, mail_dir
+        )
+        return web.json_response(erased.to_dict())
 
     async def _unanswered(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

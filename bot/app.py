@@ -270,7 +270,7 @@ class Guichet:
             await self._connect_queues()
             key = (await self.store.secret("attachments", secrets.token_hex(32))).encode()
             self.desk.attachment_key = self.level2.attachment_key = key
-            self.level2.attachments_dir = self.attachments_dir
+            self.level2.attachments_dir = self.admin.attachments_dir = self.attachments_dir
             await self._build_channels()
             self.fanout = self._fanout()
             if self.fanout is not None:

@@ -78,7 +78,13 @@ def main(argv: list[str] | None = None) -> None:
     unanswered.add_argument(
         "--out", type=Path, default=Path("kb-drafts"), help="where the drafts go (default: ./kb-drafts)"
     )
-    for sub in (stats, unanswered):
+    forget = commands.add_parser("forget", help="erase a person's data everywhere and print what was removed")
+    forget.add_argument("person", help="an email address, or a channel id such as telegram:12345")
+    forget.add_argument("--yes", action="store_true", help="do it without asking")
+    export = commands.add_parser("export", help="everything Guichet holds about a person, as JSON")
+    export.add_argument("person", help="an email address, or a channel id such as telegram:12345")
+    export.add_argument("--out", type=Path, default=None, help="write it to this file (default: print it)")
+    for sub in (stats, unanswered, forget, export):
         sub.add_argument(
             "--config", type=Path, default=None, help="configuration directory (default: ./config)"
         )
@@ -91,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_nlu(args, config_dir))
     if args.command == "handoff":
         sys.exit(_handoff(args, config_dir))
-    if args.command in ("stats", "report"):
+    if args.command in ("stats", "report", "forget", "export"):
         sys.exit(_report(args, config_dir))
     sys.exit(_run(config_dir, args.host, args.port, args.log_level))
 
@@ -125,6 +131,15 @@ def _report(args: argparse.Namespace, config_dir: Path) -> int:
         return 1
     if args.command == "stats":
         return report_cli.stats_command(settings)
+    if args.command == "export":
+        return report_cli.privacy_command(settings, args.person, erase=False, out=args.out)
+    if args.command == "forget":
+        if not args.yes:
+            answer = input(f"Erase every conversation and anonymise every ticket of {args.person}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes", "o", "oui"):
+                print("Nothing erased.")
+                return 1
+        return report_cli.privacy_command(settings, args.person, erase=True, out=None)
     return report_cli.unanswered_command(settings, args.days, args.out, args.top)
 
 

@@ -26,7 +26,7 @@ from bot.metrics import Metrics
 from bot.policy import UNANSWERED, Policy
 from bot.settings import OutboxSettings
 from bot.stats import DeskStats
-from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Question, Store
+from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Question, Store, source_of
 from bot.texts import say
 from handoff.webhook import next_delay, post
 
@@ -344,9 +344,17 @@ class ConversationManager:
                 solved=solved,
                 handoffs=handoffs,
                 abandoned=abandoned,
-                unanswered=Question(now, after.language or "fr", channel, str(question))
-                if question
-                else None,
+                unanswered=(
+                    Question(
+                        now,
+                        after.language or "fr",
+                        channel,
+                        str(question),
+                        source_of(inbound.conversation_key),
+                    )
+                    if question
+                    else None
+                ),
             )
         return dataclasses.replace(after, facts=facts)
 

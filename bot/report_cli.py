@@ -15,11 +15,13 @@ import re
 import sys
 import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -169,6 +171,68 @@ def unanswered_command(settings: Settings, days: int, out: Path, top: int) -> in
     drafts = [p for _, p in written if p]
     if drafts:
         print(f"\n{len(drafts)} draft articles in {out}/: complete them, then move them into kb/<lang>/.")
+    return 0
+
+
+# A person's data ---------------------------------------------------------------------------------
+async def _privacy_direct(settings: Settings, person: str, erase: bool) -> dict[str, Any]:
+    from bot import privacy
+    from bot.app import make_store_for
+
+    store = make_store_for(settings)
+    await store.open()
+    try:
+        if erase:
+            data = Path(settings.store.path)
+            erased = await privacy.forget(store, person, data / "attachments", data / "sent-mail")
+            return erased.to_dict()
+        return await privacy.export(store, person)
+    finally:
+        await store.close()
+
+
+def privacy_command(settings: Settings, person: str, erase: bool, out: Path | None) -> int:
+    """`guichet forget` and `guichet export`: through the store, or the running process's API."""
+    try:
+        try:
+            result = asyncio.run(_privacy_direct(settings, person, erase))
+        except StoreLockedError:
+            admin = _admin(settings)
+            if admin is None:
+                raise
+            url, token = admin
+            request = urllib.request.Request(
+                f"{url}/admin/people/{urllib.parse.quote(person, safe='')}",
+                method="DELETE" if erase else "GET",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                result = json.load(answer)
+    except (StoreLockedError, OSError, urllib.error.URLError) as exc:
+        print(f"cannot reach the data: {exc}", file=sys.stderr)
+        return 1
+    if not erase:
+        text = json.dumps(result, ensure_ascii=False, indent=2)
+        if out is None:
+            print(text)
+        else:
+            out.write_text(text + "\n", encoding="utf-8")
+            print(
+                f"{len(result['tickets'])} ticket(s), {len(result['conversations'])} conversation(s) → {out}"
+            )
+        return 0
+    print(f"Erased for {result['person']} / effacé :")
+    print(f"  conversations deleted        {len(result['conversations_deleted'])}")
+    print(f"  transcript lines deleted     {result['transcript_lines_deleted']}")
+    print(
+        f"  tickets anonymised           {len(result['tickets_anonymised'])} {' '.join(result['tickets_anonymised'])}"
+    )
+    print(f"  attachments deleted          {result['attachments_deleted']}")
+    print(f"  sent mails deleted           {result['sent_mails_deleted']}")
+    print(f"  undelivered messages dropped {result['undelivered_messages_dropped']}")
+    print(f"  unanswered questions deleted {result['unanswered_questions_deleted']}")
+    if result["tickets_anonymised"]:
+        print("Level 2 keeps its own copy of these tickets: erase them there too.")
     return 0
 
 

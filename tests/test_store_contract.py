@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from bot.errors import StoreError, StoreLockedError
 from bot.messages import Choice, Inbound, Outbound, new_id, utcnow
-from bot.store.base import ConversationState, Effects, OutboxItem, Question, Store
+from bot.store.base import ConversationState, Effects, OutboxItem, Question, Store, source_of
 from bot.store.embedded import EmbeddedStore
 from bot.store.redis import RedisStore
 from triage.tickets import Requester, Ticket
@@ -292,6 +293,38 @@ async def test_unanswered_questions_are_kept_for_their_retention_only(store: Sto
     await store.note_unanswered(new, ttl_seconds=30 * 86400)
     assert await store.unanswered(now - timedelta(days=60)) == [new]
     assert await store.unanswered(now) == []
+
+
+async def test_a_person_can_be_found_and_erased(store: Store) -> None:
+    message = inbound("mon badge ne marche plus")
+    await store.accept(message)
+    now = utcnow()
+    opened = ticket("HD-2026-000007", "ana@example.com", now)
+    webhook = OutboxItem(id="evt-7", destination="webhook:support", body={"number": opened.number})
+    await store.complete(
+        message, ConversationState(key=message.conversation_key), [reply_to(message, "noté")], soon(),
+        Effects(tickets=[opened], items=[webhook]),
+    )  # fmt: skip
+    await store.note_unanswered(
+        Question(now, "fr", "webchat", "badge", source_of(message.conversation_key)), 3600
+    )
+    await store.note_unanswered(
+        Question(now, "fr", "webchat", "autre", source_of("webchat:someone-else")), 3600
+    )
+    assert [t.number async for t in store.all_tickets()] == ["HD-2026-000007"]
+    assert await store.drop_undelivered(['"HD-2026-000007"']) == 1  # the pending handoff
+    assert await store.drop_unanswered([source_of(message.conversation_key)]) == 1
+    assert [q.text for q in await store.unanswered(now - timedelta(minutes=1))] == ["autre"]
+    assert await store.erase_conversation(message.conversation_key) == 2  # the message and the reply
+    assert await store.transcript(message.conversation_key) == []
+    assert await store.load_state(message.conversation_key) is None
+    anonymous = replace(
+        opened, requester=replace(opened.requester, id="forgotten:1", email=None), description=""
+    )
+    await store.put_tickets([anonymous], forget_requester="ana@example.com")
+    assert await store.tickets_of("ana@example.com") == []
+    assert await store.ticket("HD-2026-000007") == anonymous
+    await store.scrub()
 
 
 async def test_embedded_store_serves_one_process(tmp_path: Path) -> None:

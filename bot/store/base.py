@@ -12,8 +12,9 @@ What the manager relies on:
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,8 @@ class Question:
     language: str
     channel: str
     text: str
+    # A hash of the conversation it came from: lets `guichet forget` find it, names nobody.
+    source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,11 +71,22 @@ class Question:
             "language": self.language,
             "channel": self.channel,
             "text": self.text,
+            "source": self.source,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Question:
-        return cls(datetime.fromisoformat(data["at"]), data["language"], data["channel"], data["text"])
+        return cls(
+            datetime.fromisoformat(data["at"]),
+            data["language"],
+            data["channel"],
+            data["text"],
+            data.get("source", ""),
+        )
+
+
+def source_of(conversation_key: str) -> str:
+    return hashlib.sha256(conversation_key.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,8 +271,34 @@ class Store(ABC):
         """Keep a question nobody could answer, for `guichet report unanswered`, until it expires."""
 
     @abstractmethod
+    async def drop_unanswered(self, sources: Sequence[str]) -> int:
+        """Delete the kept questions that came from these conversations (by source_of)."""
+
+    @abstractmethod
     async def unanswered(self, since: datetime) -> list[Question]:
         """The questions kept since that time, oldest first."""
+
+    # Personal data (bot/privacy.py) -------------------------------------------------------------
+    @abstractmethod
+    def all_tickets(self) -> AsyncIterator[Ticket]:
+        """Every ticket, in no particular order (finding a person wherever they appear)."""
+
+    @abstractmethod
+    async def put_tickets(self, tickets: Sequence[Ticket], forget_requester: str | None = None) -> None:
+        """Save tickets as given (e.g. anonymised), dropping the index of a forgotten requester."""
+
+    @abstractmethod
+    async def drop_undelivered(self, needles: Sequence[str]) -> int:
+        """Delete outbox items and dead letters whose body mentions any of these texts (a
+        forgotten person's pending replies and handoffs); returns how many."""
+
+    @abstractmethod
+    async def scrub(self) -> None:
+        """After an erasure: leave no copy of erased data in the store's own files."""
+
+    @abstractmethod
+    async def erase_conversation(self, conversation_key: str) -> int:
+        """Delete a conversation: state, transcript and inbox; returns the transcript lines removed."""
 
     # Shared counters, secrets and per-conversation locks ----------------------------------------
     @abstractmethod

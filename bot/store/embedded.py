@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TypeVar
@@ -96,6 +96,8 @@ class EmbeddedStore(Store):
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
         db.execute("PRAGMA busy_timeout=5000")
+        # Deleted rows are overwritten, not left in free pages: an erased person is gone.
+        db.execute("PRAGMA secure_delete=ON")
         db.executescript(_SCHEMA)
         self._db = db
 
@@ -261,6 +263,58 @@ class EmbeddedStore(Store):
             (requester_id, limit),
         )
         return [Ticket.from_dict(json.loads(data)) for (data,) in rows]
+
+    async def all_tickets(self) -> AsyncIterator[Ticket]:
+        for (data,) in self.db.execute("SELECT ticket FROM tickets").fetchall():
+            yield Ticket.from_dict(json.loads(data))
+
+    async def put_tickets(self, tickets: Sequence[Ticket], forget_requester: str | None = None) -> None:
+        def operation(db: sqlite3.Connection) -> None:
+            for ticket in tickets:
+                db.execute(
+                    "INSERT INTO tickets (number, requester, opened_at, ticket) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (number) DO UPDATE SET requester = excluded.requester, ticket = excluded.ticket",
+                    (
+                        ticket.number,
+                        ticket.requester.id,
+                        ticket.opened_at.timestamp(),
+                        json.dumps(ticket.to_dict(), ensure_ascii=False),
+                    ),
+                )
+
+        await self._write(operation)
+
+    async def drop_undelivered(self, needles: Sequence[str]) -> int:
+        def operation(db: sqlite3.Connection) -> int:
+            dropped = 0
+            for table in ("outbox", "dead_letters"):
+                for item_id, item in db.execute(f"SELECT id, item FROM {table}").fetchall():
+                    if any(n and n in item for n in needles):
+                        db.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,))
+                        dropped += 1
+            return dropped
+
+        return await self._write(operation)
+
+    async def scrub(self) -> None:
+        # Old page images of erased rows live in the write-ahead log until a checkpoint, which
+        # runs outside any transaction: wait for this turn's commit, then checkpoint at once
+        # (no await in between, so no writer can open a new one).
+        while self._commit is not None:
+            await asyncio.shield(self._commit)
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the embedded store could not checkpoint: {exc}") from exc
+
+    async def erase_conversation(self, conversation_key: str) -> int:
+        def operation(db: sqlite3.Connection) -> int:
+            lines = db.execute("DELETE FROM transcript WHERE conv = ?", (conversation_key,)).rowcount
+            db.execute("DELETE FROM conversations WHERE conv = ?", (conversation_key,))
+            db.execute("DELETE FROM inbox WHERE conv = ?", (conversation_key,))
+            return int(lines)
+
+        return await self._write(operation)
 
     async def remember_once(self, name: str, ttl_seconds: float) -> bool:
         now = utcnow().timestamp()
@@ -429,6 +483,17 @@ class EmbeddedStore(Store):
             db.execute("DELETE FROM unanswered WHERE until < ?", (utcnow().timestamp(),))
 
         await self._write(operation)
+
+    async def drop_unanswered(self, sources: Sequence[str]) -> int:
+        wanted = set(sources)
+
+        def operation(db: sqlite3.Connection) -> int:
+            rows = db.execute("SELECT id, question FROM unanswered").fetchall()
+            doomed = [(row_id,) for row_id, data in rows if json.loads(data).get("source") in wanted]
+            db.executemany("DELETE FROM unanswered WHERE id = ?", doomed)
+            return len(doomed)
+
+        return await self._write(operation)
 
     async def unanswered(self, since: datetime) -> list[Question]:
         now = utcnow().timestamp()

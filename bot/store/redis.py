@@ -14,13 +14,15 @@ Keys (all under the prefix, `guichet:` by default):
     outbox:dead                    hash id → dead-lettered item
     tickets                        hash number → ticket
     tickets-of:<requester>         sorted set number → opening time
+    count:<name>                   expiring counters (statistics, rate caps)
+    unanswered                     sorted set of questions nobody could answer, by time
     seq:<name>, secret:<name>, lock:<name>, remembered:<name>
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -290,6 +292,58 @@ class RedisStore(Store):
         raw = await self.client.hmget(self._key("tickets"), numbers)
         return [Ticket.from_dict(json.loads(data)) for data in raw if data]
 
+    async def all_tickets(self) -> AsyncIterator[Ticket]:
+        async for _, data in self.client.hscan_iter(self._key("tickets"), count=500):
+            yield Ticket.from_dict(json.loads(data))
+
+    async def put_tickets(self, tickets: Sequence[Ticket], forget_requester: str | None = None) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            for ticket in tickets:
+                pipe.hset(
+                    self._key("tickets"), ticket.number, json.dumps(ticket.to_dict(), ensure_ascii=False)
+                )
+                pipe.zadd(
+                    self._key("tickets-of", ticket.requester.id),
+                    {ticket.number: ticket.opened_at.timestamp()},
+                )
+            if forget_requester is not None:
+                pipe.delete(self._key("tickets-of", forget_requester))
+            await pipe.execute()
+
+    async def drop_undelivered(self, needles: Sequence[str]) -> int:
+        dropped = 0
+        items, due, dead = (
+            self._key("outbox", "items"),
+            self._key("outbox", "due"),
+            self._key("outbox", "dead"),
+        )
+        for key in (items, dead):
+            async for item_id, item in self.client.hscan_iter(key, count=500):
+                if any(n and n in item for n in needles):
+                    async with self.client.pipeline(transaction=True) as pipe:
+                        pipe.hdel(key, item_id)
+                        pipe.zrem(due, item_id)
+                        await pipe.execute()
+                    dropped += 1
+        return dropped
+
+    async def scrub(self) -> None:
+        # The append-only file still holds the erased writes until it is rewritten.
+        try:
+            await self.client.bgrewriteaof()
+        except RedisError as exc:  # already rewriting, or AOF off: nothing on disk to rewrite
+            if "already in progress" not in str(exc).lower():
+                raise StoreError(f"Redis BGREWRITEAOF: {exc}") from exc
+
+    async def erase_conversation(self, conversation_key: str) -> int:
+        transcript = self._key("transcript", conversation_key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.llen(transcript)
+            pipe.delete(transcript, self._key("conv", conversation_key), self._key("inbox", conversation_key))
+            pipe.srem(self._key("pending"), conversation_key)
+            lines, *_ = await pipe.execute()
+        return int(lines)
+
     async def remember_once(self, name: str, ttl_seconds: float) -> bool:
         key = self._key("remembered", name)
         return bool(await self.client.set(key, "1", nx=True, px=max(1, int(ttl_seconds * 1000))))
@@ -391,6 +445,13 @@ class RedisStore(Store):
             # Scored by time: what is older than the retention period goes as new ones come.
             pipe.zremrangebyscore(key, "-inf", utcnow().timestamp() - ttl_seconds)
             await pipe.execute()
+
+    async def drop_unanswered(self, sources: Sequence[str]) -> int:
+        wanted, key = set(sources), self._key("unanswered")
+        doomed = [m async for m, _ in self.client.zscan_iter(key) if json.loads(m).get("source") in wanted]
+        if doomed:
+            await self.client.zrem(key, *doomed)
+        return len(doomed)
 
     async def unanswered(self, since: datetime) -> list[Question]:
         members = await self.client.zrangebyscore(self._key("unanswered"), since.timestamp(), "+inf")
