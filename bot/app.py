@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import logging
@@ -86,7 +87,10 @@ class Guichet:
             self.store, self.settings.outbox, self.settings.handoff.retry_schedule_seconds, self.metrics
         )
         self.stats = DeskStats(
-            self.store, self.settings.triage.business_hours.timezone, tuple(self.settings.handoff.queues)
+            self.store,
+            self.settings.triage.business_hours.timezone,
+            tuple(self.settings.handoff.queues),
+            self.settings.privacy.unanswered_days,
         )
         self.manager = ConversationManager(self.store, self.policy, self.outbox, self.metrics, self.stats)
         self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
@@ -101,6 +105,7 @@ class Guichet:
         self._model_task: asyncio.Task[None] | None = None
         self.url = ""
         self.fanout: Fanout | None = None
+        self._retention: asyncio.Task[None] | None = None
         # Files people send, by content hash (with Redis, put store.path on a shared volume).
         self.attachments_dir = Path(self.settings.store.path) / "attachments"
 
@@ -305,9 +310,28 @@ class Guichet:
         self.outbox.start()
         if self.settings.nlu.watch_kb_seconds:
             self.kb_watcher.start(self.settings.nlu.watch_kb_seconds)
+        self._retention = asyncio.create_task(self._retention_loop(), name="retention")
         return self.url
 
+    async def _retention_loop(self, every_seconds: float = 3600.0) -> None:
+        """The retention periods of `privacy:`, applied once an hour by one process at a time."""
+        from bot import privacy
+
+        while True:
+            try:
+                if await self.store.try_lock("retention", self.manager.owner, every_seconds / 2):
+                    done = await privacy.expire(self.store, self.settings.privacy, self.attachments_dir)
+                    if done.conversations or done.tickets or done.attachments:
+                        log.info("retention: %s", done)
+            except Exception:  # the next hour tries again; serving goes on
+                log.exception("retention sweep failed")
+            await asyncio.sleep(every_seconds)
+
     async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
         if self._model_task is not None and not self._model_task.done():
             self._model_task.cancel()  # the thread finishes on its own; nothing waits for it
         for channel in self.channels.values():

@@ -17,10 +17,12 @@ import asyncio
 import hashlib
 import re
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.messages import utcnow
+from bot.settings import PrivacySettings
 from bot.store.base import Store, source_of
 from triage.tickets import Requester, Ticket
 
@@ -166,3 +168,59 @@ def _anonymised(ticket: Ticket, anonymous: str) -> Ticket:
         attachments=(),
         updated_at=utcnow(),
     )
+
+
+@dataclass
+class Expired:
+    conversations: int = 0
+    transcript_lines: int = 0
+    tickets: int = 0
+    attachments: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.conversations} idle conversation(s) ({self.transcript_lines} lines), "
+            f"{self.tickets} closed ticket(s) anonymised, {self.attachments} attachment(s)"
+        )
+
+
+async def expire(
+    store: Store, settings: PrivacySettings, attachments_dir: Path | None, now: datetime | None = None
+) -> Expired:
+    """What the retention periods say is no longer to be kept: deleted, or anonymised."""
+    now = now or utcnow()
+    done = Expired()
+    idle = await store.idle_conversations(now - timedelta(days=settings.transcripts_days))
+    for key in idle:
+        done.transcript_lines += await store.erase_conversation(key)
+    done.conversations = len(idle)
+    await store.drop_unanswered([source_of(k) for k in idle])
+    limit = now - timedelta(days=settings.contacts_days)
+    old = [
+        t
+        async for t in store.all_tickets()
+        if not t.active
+        and not t.requester.id.startswith("forgotten:")
+        and (t.updated_at or t.opened_at) < limit
+    ]
+    for ticket in old:
+        anonymous = "forgotten:" + hashlib.sha256(ticket.requester.id.encode()).hexdigest()[:16]
+        await store.put_tickets([_anonymised(ticket, anonymous)], forget_requester=None)
+    done.tickets = len(old)
+    if attachments_dir is not None:
+        done.attachments = await asyncio.to_thread(
+            _older_files, attachments_dir, (now - timedelta(days=settings.attachments_days)).timestamp()
+        )
+    if done.conversations or done.tickets or done.attachments:
+        await store.scrub()
+    return done
+
+
+def _older_files(directory: Path, before: float) -> int:
+    removed = 0
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.is_file() and path.stat().st_mtime < before:
+                path.unlink()
+                removed += 1
+    return removed

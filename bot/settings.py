@@ -117,6 +117,16 @@ class SlackSettings(_Frozen):
     app_token: str | None = Field(None, repr=False)  # only from GUICHET_SLACK_APP_TOKEN (Socket Mode)
 
 
+class PrivacySettings(_Frozen):
+    """How long personal data is kept (GDPR's storage limitation); bot/privacy.py applies it
+    once an hour, on both stores."""
+
+    transcripts_days: int = Field(365, ge=1, description="a conversation idle this long is deleted")
+    attachments_days: int = Field(180, ge=1, description="files people sent")
+    contacts_days: int = Field(730, ge=1, description="a ticket closed this long ago is anonymised")
+    unanswered_days: int = Field(90, ge=1, description="questions nobody could answer, kept for the report")
+
+
 class AnsweringSettings(_Frozen):
     answer_threshold: float = Field(0.5, ge=0, le=1)
     suggest_threshold: float = Field(0.3, ge=0, le=1)
@@ -174,6 +184,7 @@ class Settings(_Frozen):
     tickets: TicketSettings = TicketSettings()
     triage: TriageSettings = TriageSettings()
     handoff: HandoffSettings = HandoffSettings()
+    privacy: PrivacySettings = PrivacySettings()
     # Not settings of the file: where it came from and the secret key from the environment.
     config_dir: Path = Path("config")
     secret_key: str | None = Field(None, repr=False)

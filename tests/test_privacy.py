@@ -93,3 +93,38 @@ async def test_export_then_forget_leaves_nothing_of_the_person(guichet: Guichet)
     assert next(e.text for e in await guichet.store.transcript("rest:bob")) == "mon badge ne marche plus"
     again = json.loads((await cli(guichet, "export", "ana@client.fr")).stdout)
     assert again["tickets"] == [] and again["conversations"] == []
+
+
+async def test_retention_periods_delete_and_anonymise_what_is_too_old(guichet: Guichet) -> None:
+    from datetime import timedelta
+
+    from bot import privacy
+    from bot.messages import utcnow
+    from triage.tickets import Requester, Ticket
+
+    async with aiohttp.ClientSession() as http:
+        payload = {"sender": "zoe", "message": "bonjour"}
+        async with http.post(f"{guichet.url}/webhooks/rest/webhook", json=payload) as answer:
+            assert answer.status == 200
+    now = utcnow()
+    who = Requester("zoe@client.fr", "rest", "rest:zoe", "Zoé", "zoe@client.fr")
+    closed = Ticket("HD-2026-000901", who, "closed", now, "hardware", "P3", "écran cassé", updated_at=now)
+    active = Ticket("HD-2026-000902", who, "open", now, "hardware", "P3", "clavier collant")
+    await guichet.store.put_tickets([closed, active])
+    files = guichet.attachments_dir
+    files.mkdir(parents=True, exist_ok=True)
+    (files / ("a" * 64)).write_bytes(b"old photo")
+
+    # A year and a month later, with the sample settings (365 / 730 / 180 days):
+    later = await privacy.expire(guichet.store, guichet.settings.privacy, files, now + timedelta(days=400))
+    assert later.conversations == 1 and later.transcript_lines == 2  # zoe's "bonjour" and its answer
+    assert later.tickets == 0 and later.attachments == 1  # the ticket is not two years old yet
+    assert await guichet.store.transcript("rest:zoe") == []
+    much_later = await privacy.expire(
+        guichet.store, guichet.settings.privacy, files, now + timedelta(days=800)
+    )
+    assert much_later.tickets == 1
+    gone = await guichet.store.ticket("HD-2026-000901")
+    kept = await guichet.store.ticket("HD-2026-000902")
+    assert gone is not None and gone.requester.email is None and gone.description == privacy.ERASED
+    assert kept is not None and kept.requester.email == "zoe@client.fr"  # still open: kept whole

@@ -315,7 +315,10 @@ async def test_a_person_can_be_found_and_erased(store: Store) -> None:
     assert await store.drop_undelivered(['"HD-2026-000007"']) == 1  # the pending handoff
     assert await store.drop_unanswered([source_of(message.conversation_key)]) == 1
     assert [q.text for q in await store.unanswered(now - timedelta(minutes=1))] == ["autre"]
+    assert await store.idle_conversations(now - timedelta(days=1)) == []
+    assert await store.idle_conversations(now + timedelta(days=1)) == [message.conversation_key]
     assert await store.erase_conversation(message.conversation_key) == 2  # the message and the reply
+    assert await store.idle_conversations(now + timedelta(days=1)) == []
     assert await store.transcript(message.conversation_key) == []
     assert await store.load_state(message.conversation_key) is None
     anonymous = replace(

@@ -293,6 +293,10 @@ class Store(ABC):
         forgotten person's pending replies and handoffs); returns how many."""
 
     @abstractmethod
+    async def idle_conversations(self, before: datetime, limit: int = 1000) -> list[str]:
+        """Conversations whose last transcript line is older than `before` (retention)."""
+
+    @abstractmethod
     async def scrub(self) -> None:
         """After an erasure: leave no copy of erased data in the store's own files."""
 

@@ -296,6 +296,13 @@ class EmbeddedStore(Store):
 
         return await self._write(operation)
 
+    async def idle_conversations(self, before: datetime, limit: int = 1000) -> list[str]:
+        rows = self.db.execute(
+            "SELECT t.conv, t.entry FROM conversations c JOIN transcript t ON t.conv = c.conv AND t.seq = c.last_seq"
+        )
+        idle = [conv for conv, entry in rows if datetime.fromisoformat(json.loads(entry)["time"]) < before]
+        return idle[:limit]
+
     async def scrub(self) -> None:
         # Old page images of erased rows live in the write-ahead log until a checkpoint, which
         # runs outside any transaction: wait for this turn's commit, then checkpoint at once

@@ -327,6 +327,17 @@ class RedisStore(Store):
                     dropped += 1
         return dropped
 
+    async def idle_conversations(self, before: datetime, limit: int = 1000) -> list[str]:
+        idle: list[str] = []
+        prefix = self._key("transcript", "")
+        async for key in self.client.scan_iter(match=f"{prefix}*", count=500):
+            last = await self.client.lindex(key, -1)
+            if last and datetime.fromisoformat(json.loads(last)["time"]) < before:
+                idle.append(str(key)[len(prefix) :])
+                if len(idle) >= limit:
+                    break
+        return idle
+
     async def scrub(self) -> None:
         # The append-only file still holds the erased writes until it is rewritten.
         try:
