@@ -18,7 +18,7 @@ from aiohttp import web
 from bot.admin_api import AdminApi
 from bot.config import Configuration
 from bot.desk import TicketDesk
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreError
 from bot.fanout import Fanout
 from bot.kb_watch import KnowledgeBaseWatcher
 from bot.level2_api import Level2Api
@@ -95,6 +95,7 @@ class Guichet:
         self.manager = ConversationManager(self.store, self.policy, self.outbox, self.metrics, self.stats)
         self.http = web.Application(client_max_size=self.settings.http.max_body_bytes)
         self.http.router.add_get("/healthz", self._health)
+        self.http.router.add_get("/readyz", self._ready)
         self.metrics.serve(self.http)
         self.nlu_api = NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
         self.queue_secrets: dict[str, list[str]] = {}
@@ -133,6 +134,20 @@ class Guichet:
             self.outbox.register_webhook(
                 name, WebhookTarget(queue.url, secret.split()[0], queue.timeout_seconds)
             )
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        """Readiness: this process can take traffic (its store answers, its channels run);
+        a load balancer sends nothing to it otherwise. /healthz only says it is alive."""
+        try:
+            async with asyncio.timeout(2):
+                waiting = await self.store.outbox_size()
+        except (StoreError, TimeoutError) as exc:
+            return web.json_response(
+                {"ready": False, "reason": f"store: {exc or 'no answer in 2 s'}"}, status=503
+            )
+        if not self.manager.started:
+            return web.json_response({"ready": False, "reason": "starting"}, status=503)
+        return web.json_response({"ready": True, "outbox": waiting, "channels": sorted(self.channels)})
 
     async def _health(self, request: web.Request) -> web.Response:
         model = "ready" if self.engine.classifier is not None else "training"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--port", type=int, default=None, help="HTTP port (default from guichet.yml: 8080)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-format",
+        default=os.environ.get("GUICHET_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one object per line, with conversation and ticket ids (default: $GUICHET_LOG_FORMAT or text)",
+    )
 
     check = commands.add_parser("check", help="validate a configuration directory and print every problem")
     check.add_argument(
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_handoff(args, config_dir))
     if args.command in ("stats", "report", "forget", "export"):
         sys.exit(_report(args, config_dir))
-    sys.exit(_run(config_dir, args.host, args.port, args.log_level))
+    sys.exit(_run(config_dir, args.host, args.port, args.log_level, args.log_format))
 
 
 def _check(config_dir: Path) -> int:
@@ -175,8 +180,10 @@ def _handoff(args: argparse.Namespace, config_dir: Path) -> int:
         return 2
 
 
-def _run(config_dir: Path, host: str | None, port: int | None, log_level: str) -> int:
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _run(config_dir: Path, host: str | None, port: int | None, log_level: str, log_format: str) -> int:
+    from bot.logs import configure
+
+    configure(log_level, log_format)
     if host is not None:
         os.environ["GUICHET_HTTP_HOST"] = host
     if port is not None:

@@ -168,7 +168,11 @@ class TicketDesk:
         )
         items = [await self._handoff(ticket, "ticket.created")] if queue else []
         if not queue:
-            log.warning("ticket %s: no level-2 queue is configured; it stays in the store", number)
+            log.warning(
+                "ticket %s: no level-2 queue is configured; it stays in the store",
+                number,
+                extra={"ticket": number},
+            )
         tickets = [*state.facts.get("tickets", []), number][-50:]
         facts = {**state.facts, "tickets": tickets, "active_ticket": number, "draft": {}, "attachments": []}
         new_state = dataclasses.replace(state, mode="handed_off", pending={}, facts=facts)

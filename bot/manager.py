@@ -257,7 +257,7 @@ class ConversationManager:
             for inbound in await self.store.pending(key):
                 state = await self._handle(state, inbound)
         except StoreError as exc:
-            log.error("conversation %s: %s; will retry", key, exc)
+            log.error("conversation %s: %s; will retry", key, exc, extra={"conversation": key})
         finally:
             await self.store.unlock(key, self.owner)
 
@@ -268,7 +268,11 @@ class ConversationManager:
             new_state, replies, effects = outcome.state, outcome.replies, outcome.effects
         except Exception:
             # A bug in the policy must neither lose the message nor loop on it forever.
-            log.exception("policy failed on a message of %s", inbound.conversation_key)
+            log.exception(
+                "policy failed on a message of %s",
+                inbound.conversation_key,
+                extra={"conversation": inbound.conversation_key, "channel": inbound.channel},
+            )
             new_state = state
             replies = [
                 Outbound(
@@ -371,6 +375,10 @@ class ConversationManager:
                 if not pending or (now - pending[0].received_at).total_seconds() < min_age_seconds:
                     continue
             self.schedule(key)
+
+    @property
+    def started(self) -> bool:
+        return self._recovery is not None and not self._recovery.done()
 
     def start(self, interval: float = 5.0) -> None:
         self._recovery = asyncio.create_task(self._recover_loop(interval), name="conversation-recovery")

@@ -138,7 +138,7 @@ class Policy:
         refusal = details.get("auto_reply_refusal")
         active = await self.desk.active_ticket(state)
         if refusal:
-            log.info("email %s gets no reply: %s", inbound.platform_message_id, refusal)
+            log.info("an email gets no reply: %s", refusal, extra={"conversation": inbound.conversation_key})
             if active is not None and not str(refusal).startswith(_OUR_OWN):
                 # A bounce or an out-of-office about the agent's mail: level 2 should know.
                 return await self.desk.relay_to_level2(
@@ -232,10 +232,10 @@ class Policy:
         sender = hashlib.sha256(address.encode()).hexdigest()[:20]
         if await store.count(f"auto-reply:{sender}:{window}", 1, limits.window_seconds) > limits.per_sender:
             log.warning(
-                "automatic replies to %s capped (%d per %d s)",
-                address,
+                "automatic replies to one sender capped (%d per %d s)",
                 limits.per_sender,
                 limits.window_seconds,
+                extra={"conversation": inbound.conversation_key},
             )
             return False
         if await store.count(f"auto-reply:*:{window}", 1, limits.window_seconds) > limits.total:

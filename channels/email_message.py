@@ -186,7 +186,7 @@ def auto_reply_refusal(
     if not local or not domain:
         return "malformed envelope sender"
     if _ROBOT.match(local) or _ROBOT.match(mail.sender.partition("@")[0]):
-        return f"a robot sender ({envelope_sender})"
+        return "a robot sender (mailer-daemon, no-reply, a list address…)"
     if not mail.sender or "unparseable" in " ".join(mail.problems):
         return "no usable From address"
     from_addresses = [a.lower() for _, a in getaddresses([str(message.get("From") or "")]) if a]

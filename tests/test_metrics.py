@@ -105,3 +105,17 @@ async def test_a_person_who_left_while_the_bot_waited_is_an_abandoned_conversati
         await say(http, guichet, "eve", "merci")  # not waiting any more: not counted again
     figures = await scrape(guichet)
     assert figures['guichet_abandoned_conversations_total{channel="rest",stage="choice"}'] == 1
+
+
+async def test_readiness_says_whether_this_process_can_take_traffic(guichet: Guichet) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{guichet.url}/readyz") as answer:
+            body = await answer.json()
+            assert answer.status == 200 and body["ready"] is True and "rest" in body["channels"]
+        await guichet.store.close()  # the store goes away (a disk unmounted, Redis down)
+        async with http.get(f"{guichet.url}/readyz") as answer:
+            body = await answer.json()
+            assert answer.status == 503 and body["ready"] is False and body["reason"].startswith("store")
+        async with http.get(f"{guichet.url}/healthz") as answer:
+            assert answer.status == 200  # alive all the same: a restart is not what it needs
+        await guichet.store.open()
