@@ -70,8 +70,10 @@ class Guichet:
         self.rasa = (
             RasaEngine(nlu.rasa_url, self.engine, timeout=nlu.rasa_timeout_seconds) if nlu.rasa_url else None
         )
-        self.desk = TicketDesk(self.store, self.settings, self.settings.handoff.events_url or "")
         self.metrics = Metrics()
+        self.desk = TicketDesk(
+            self.store, self.settings, self.settings.handoff.events_url or "", self.metrics
+        )
         self.policy = Policy(
             self.rasa or self.engine,
             self.engine,

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.messages import Choice, Inbound, Outbound, new_id, utcnow
+from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.store.base import NO_EFFECTS, ConversationState, Effects, OutboxItem, Store
 from bot.texts import say
@@ -64,7 +65,10 @@ def person(inbound: Inbound, state: ConversationState) -> Requester:
 
 
 class TicketDesk:
-    def __init__(self, store: Store, settings: Settings, events_url: str) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, events_url: str, metrics: Metrics | None = None
+    ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.settings = settings
         self.events_url = events_url
@@ -368,6 +372,7 @@ class TicketDesk:
             return Outcome(state, [])
         active = state.facts.get("active_ticket") == number
         kind = data.get("type")
+        self._count_breaches(ticket, str(kind))
         agent = event.agent_name or ticket.assignee
         mode = state.mode
         replies: list[Outbound] = []
@@ -415,6 +420,16 @@ class TicketDesk:
         new_state = dataclasses.replace(state, mode=mode, pending=pending, facts=facts)
         changed = dataclasses.replace(changed, updated_at=utcnow())
         return Outcome(new_state, replies, Effects(tickets=[changed]))
+
+    def _count_breaches(self, ticket: Ticket, kind: str) -> None:
+        """The SLA deadlines a level-2 event shows were missed (bot/metrics.py)."""
+        now = utcnow()
+        first = kind in ("agent.message", "ticket.assigned") and ticket.status == "open"
+        if first and ticket.first_response_due is not None and now > ticket.first_response_due:
+            self.metrics.sla_breaches.labels("first_response", ticket.priority).inc()
+        done = kind in ("ticket.resolved", "ticket.closed") and ticket.status not in ("resolved", "closed")
+        if done and ticket.resolution_due is not None and now > ticket.resolution_due:
+            self.metrics.sla_breaches.labels("resolution", ticket.priority).inc()
 
     async def active_ticket(self, state: ConversationState) -> Ticket | None:
         number = state.facts.get("active_ticket")

@@ -66,6 +66,11 @@ class Metrics:
         self.dead_letters = Counter(
             "guichet_dead_letters", "Deliveries given up after the last retry", ["destination"], registry=r
         )
+        self.sla_breaches = Counter(
+            "guichet_sla_breaches",
+            "Tickets answered (first_response) or resolved (resolution) after their SLA deadline",
+            ["kind", "priority"], registry=r,
+        )  # fmt: skip
         self.abandoned = Counter(
             "guichet_abandoned_conversations",
             "Conversations the person left while the bot waited (a choice or a qualification question)",

@@ -119,3 +119,37 @@ async def test_readiness_says_whether_this_process_can_take_traffic(guichet: Gui
         async with http.get(f"{guichet.url}/healthz") as answer:
             assert answer.status == 200  # alive all the same: a restart is not what it needs
         await guichet.store.open()
+
+
+async def test_sla_breaches_are_counted_when_level_2_answers_late(guichet: Guichet) -> None:
+    import dataclasses
+    from datetime import timedelta
+
+    from bot.messages import utcnow
+    from tests.level2 import post_event
+
+    number = await open_ticket_over_rest(guichet.url, "late", "mon badge n'ouvre plus la porte du parking")
+    ticket = await guichet.store.ticket(number)
+    assert ticket is not None and ticket.queue is not None
+    # The deadline passed an hour ago (as after a weekend nobody answered).
+    await guichet.store.put_tickets(
+        [dataclasses.replace(ticket, first_response_due=utcnow() - timedelta(hours=1))]
+    )
+    event = {
+        "type": "agent.message",
+        "ticket": number,
+        "queue": ticket.queue,
+        "agent": {"name": "Marie"},
+        "text": "Bonjour",
+    }
+    status, _ = await post_event(guichet.url, guichet.queue_secrets[ticket.queue][0], event)
+    assert status == 202
+    await guichet.manager.idle()
+    figures = await scrape(guichet)
+    assert figures[f'guichet_sla_breaches_total{{kind="first_response",priority="{ticket.priority}"}}'] == 1
+    # A second message is not a first response: no second breach.
+    await post_event(guichet.url, guichet.queue_secrets[ticket.queue][0], {**event, "text": "Alors ?"})
+    await guichet.manager.idle()
+    assert (await scrape(guichet))[
+        f'guichet_sla_breaches_total{{kind="first_response",priority="{ticket.priority}"}}'
+    ] == 1
