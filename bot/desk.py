@@ -147,7 +147,11 @@ class TicketDesk:
             language=language,
             in_business_hours=in_business_hours(now, triage),
         )
-        details = {k: str(v) for k, v in draft.items() if k in ("since", "device", "impact", "urgency") and v}
+        details = {
+            k: str(v)
+            for k, v in draft.items()
+            if k in ("since", "device", "impact", "urgency", "reason") and v
+        }
         ticket = Ticket(
             number=number,
             requester=requester,

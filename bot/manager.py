@@ -311,9 +311,12 @@ class ConversationManager:
         metrics, channel = self.metrics, inbound.channel
         for reply in replies:
             metrics.replies.labels(channel, reply.sender).inc()
-        handoffs = [(t.queue, t.priority) for t in effects.tickets if t.updated_at is None and t.queue]
-        for queue, priority in handoffs:  # tickets opened in this turn
-            metrics.handoffs.labels(channel, queue, priority).inc()
+        opened = [t for t in effects.tickets if t.updated_at is None and t.queue]  # in this turn
+        for ticket in opened:
+            metrics.handoffs.labels(
+                channel, ticket.queue, ticket.priority, ticket.details.get("reason", "other")
+            ).inc()
+        handoffs = [(str(t.queue), t.priority) for t in opened]
         if inbound.sender != "user":
             return after
         metrics.inbound.labels(channel).inc()

@@ -41,8 +41,8 @@ class Metrics:
         )  # fmt: skip
         self.handoffs = Counter(
             "guichet_handoffs",
-            "Tickets opened and handed to level 2",
-            ["channel", "queue", "priority"],
+            "Tickets handed to level 2, per reason: no_answer, no_article_fit, not_helped, asked_human, email",
+            ["channel", "queue", "priority", "reason"],
             registry=r,
         )
         self.solved_level1 = Counter(

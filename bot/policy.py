@@ -201,7 +201,7 @@ class Policy:
         state = dataclasses.replace(
             state, facts={**state.facts, "last_request": description, "suggested": suggested}
         )
-        draft: dict[str, Any] = {"description": description}
+        draft: dict[str, Any] = {"description": description, "reason": "email"}
         if turn.inbound.user_email:
             draft["email"] = turn.inbound.user_email
         opened = await self.desk.open_ticket(state, turn.inbound, lang, draft, parse)
@@ -254,7 +254,7 @@ class Policy:
         if intent == "request_human":
             if not state.facts.get("last_request"):
                 return Outcome(state, [turn.reply(say("describe_first", lang))])
-            return await self._start_qualifying(state, turn, "qualify_start")
+            return await self._start_qualifying(state, turn, "qualify_start", "asked_human")
         if intent == "ticket_status":
             return await self._status(state, turn, parse)
         return Outcome(state, [turn.reply(say("ack", lang))])
@@ -335,7 +335,9 @@ class Policy:
             # Kept for the manager's report (bot/stats.py), which takes it out of the state.
             state = dataclasses.replace(state, facts={**state.facts, UNANSWERED: turn.inbound.text})
         choices = [Choice(say("yes_open", lang), "ticket:yes"), Choice(say("no_thanks", lang), "ticket:no")]
-        state = dataclasses.replace(state, pending=_pending(choices))
+        state = dataclasses.replace(
+            state, pending=_pending(choices), facts={**state.facts, "offered_because": text_key}
+        )
         return Outcome(state, [turn.reply(say(text_key, lang), choices)])
 
     async def _act(self, state: ConversationState, turn: _Turn, payload: str, parse: Parse) -> Outcome:
@@ -346,14 +348,15 @@ class Policy:
         if payload == "none":
             return self._offer_ticket(state, turn, "offer_ticket")
         if payload == "ticket:yes":
-            return await self._start_qualifying(state, turn, "qualify_start")
+            why = "no_answer" if state.facts.get("offered_because") == "no_answer" else "no_article_fit"
+            return await self._start_qualifying(state, turn, "qualify_start", why)
         if payload == "helped:yes":
             # Solved at level 1: counted, and nothing reaches level 2.
             solved = int(state.facts.get("solved_at_level1", 0)) + 1
             facts = {**state.facts, "solved_at_level1": solved, "last_request": None}
             return Outcome(dataclasses.replace(state, facts=facts), [turn.reply(say("glad", lang))])
         if payload == "helped:no":
-            return await self._start_qualifying(state, turn, "sorry_qualify")
+            return await self._start_qualifying(state, turn, "sorry_qualify", "not_helped")
         if payload.startswith("resolved:"):
             _, answer, number = payload.split(":", 2)
             return await self.desk.confirm_resolution(state, turn.inbound, lang, number, answer == "yes")
@@ -362,13 +365,16 @@ class Policy:
         return Outcome(state, [turn.reply(say("ack", lang))])
 
     # Qualifying ----------------------------------------------------------------------------
-    async def _start_qualifying(self, state: ConversationState, turn: _Turn, intro: str) -> Outcome:
+    async def _start_qualifying(
+        self, state: ConversationState, turn: _Turn, intro: str, reason: str = "other"
+    ) -> Outcome:
         """Begin the dialogue with what is already known: the request's own words, what the
         understanding found in them, and what the channel tells (a verified email)."""
         request = str(state.facts.get("last_request") or turn.inbound.text)
         parse = await self.engine.parse(request, turn.language)
         found = assess(request, parse, self.triage, turn.language)
-        draft: dict[str, Any] = {"description": request, "category": found.category}
+        # Why level 1 hands it over: counted per reason (bot/metrics.py), told to level 2.
+        draft: dict[str, Any] = {"description": request, "category": found.category, "reason": reason}
         for slot in ("impact", "urgency", "device", "since"):
             value = getattr(found, slot)
             if value:

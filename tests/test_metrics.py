@@ -69,7 +69,10 @@ async def test_the_figures_a_manager_needs_are_counted(guichet: Guichet) -> None
     assert figures['guichet_unanswered_questions_total{channel="rest",language="en"}'] >= 1
     handoffs = {k: v for k, v in figures.items() if k.startswith("guichet_handoffs_total")}
     assert sum(handoffs.values()) == 2, handoffs  # carla's ticket and dan's mail
-    assert any('channel="email"' in k and 'queue="support"' in k for k in handoffs), handoffs
+    assert any(
+        'channel="email"' in k and 'queue="support"' in k and 'reason="email"' in k for k in handoffs
+    ), handoffs
+    assert any('channel="rest"' in k and 'reason="no_answer"' in k for k in handoffs), handoffs
     # Each REST message got its reply within the histogram; the first responses were timed.
     assert (
         figures['guichet_reply_seconds_count{channel="rest"}']
