@@ -65,6 +65,7 @@ class Figure:
     errors: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    waiters: dict[str, asyncio.Event] = field(default_factory=dict)  # closed loop: one per mail
 
     @property
     def rate(self) -> float:
@@ -80,6 +81,9 @@ class Figure:
         started = self.sent.pop(message_id, None)
         if started is not None:
             self.latencies.append(time.monotonic() - started)
+        waiter = self.waiters.pop(message_id, None)
+        if waiter is not None:
+            waiter.set()
 
 
 # SMTP ---------------------------------------------------------------------------------------
@@ -153,32 +157,49 @@ def mail(n: int) -> tuple[str, str, bytes]:
     return sender, message_id, data
 
 
-async def smtp_load(port: int, relay: Relay, label: str, seconds: float, connections: int) -> Figure:
+async def smtp_load(
+    ports: int | list[int],
+    relay: Relay,
+    label: str,
+    seconds: float,
+    connections: int,
+    *,
+    wait_reply: bool = False,
+) -> Figure:
+    """Mails over `connections` SMTP connections (spread over the ports), each sent once the
+    previous one was accepted — or, with wait_reply, once its automatic reply came back."""
+    ports = [ports] if isinstance(ports, int) else ports
     figure = Figure(label)
     relay.figure = figure
     numbers = itertools.count()
     deadline = time.monotonic() + seconds
     bar = Progress(label, 100)
 
-    async def connection() -> None:
+    async def connection(port: int) -> None:
         client = SmtpClient(port)
         await client.open()
         while time.monotonic() < deadline:
             sender, message_id, data = mail(next(numbers))
             figure.sent[message_id] = time.monotonic()
+            replied = figure.waiters[message_id] = asyncio.Event()
             try:
                 await client.send(sender, "support@example.com", data)
-            except (RuntimeError, ConnectionError) as exc:
+                if wait_reply:
+                    await asyncio.wait_for(replied.wait(), 30)
+            except (RuntimeError, ConnectionError, TimeoutError) as exc:
                 figure.errors += 1
-                figure.reasons[str(exc)[:60]] = figure.reasons.get(str(exc)[:60], 0) + 1
+                reason = str(exc)[:60] or "no reply within 30 s"
+                figure.reasons[reason] = figure.reasons.get(reason, 0) + 1
                 figure.sent.pop(message_id, None)
-                client = SmtpClient(port)
-                await client.open()
+                if not isinstance(exc, TimeoutError):
+                    client = SmtpClient(port)
+                    await client.open()
+            figure.waiters.pop(message_id, None)
             bar.update(int(100 * (1 - max(0.0, deadline - time.monotonic()) / seconds)))
         await client.close()
 
     started = time.monotonic()
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    await asyncio.gather(*(connection(ports[n % len(ports)]) for n in range(connections)))
     # Replies still on their way count, within a grace period.
     grace = time.monotonic() + 30
     while figure.sent and time.monotonic() < grace:  # noqa: ASYNC110 (replies arrive in another server's callbacks)
