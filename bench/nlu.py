@@ -137,10 +137,20 @@ def language(path: Path) -> str:
 
     configuration = load_configuration(ROOT / "config", environ={})
     engine = BuiltinEngine(configuration.training, configuration.articles)
-    with path.open(encoding="utf-8") as source:
-        rows = list(csv.DictReader(source))
-    right = sum(engine.language.guess(r["text"]) == r["language"] for r in rows)
-    return f"Language detection (built-in, no hint) on {len(rows)} short help-desk messages: {right / len(rows):.1%} (goal ≥ 98%)"
+    lines = []
+    # language.csv guided the chat-word markers of nlu/language.py; language_heldout.csv was
+    # written before they were and never used to tune: it is the figure to trust.
+    for file, what in ((path, "development set"), (path.with_name("language_heldout.csv"), "held-out set")):
+        if not file.exists():
+            continue
+        with file.open(encoding="utf-8") as source:
+            rows = list(csv.DictReader(source))
+        right = sum(engine.language.guess(r["text"]) == r["language"] for r in rows)
+        lines.append(
+            f"Language detection (built-in, no hint), {what}, {len(rows)} short help-desk messages: "
+            f"{right / len(rows):.1%} (goal ≥ 98%)"
+        )
+    return "\n".join(lines)
 
 
 def pct(value: float | None) -> str:

@@ -34,6 +34,20 @@ _SEED = {
     work broken forgot stuck slow get got have has keeps any anyone there just still again""",
 }
 
+# Chat words that belong to one language only, however short the message: "wifi ko", "reset
+# password svp", "nope", "printer jammed". They decide a message of one or two words that the
+# statistics leave open, before the channel's hint does.
+_MARKERS = {
+    "fr": frozenset(
+        """ko svp stp bjr slt mrc dsl pb pbm mdp hs statut synchro expiree expire nickel ordi appli
+        bcp jsp marche cassee bloque bloquee plante rame oui non merci bonjour salut aide""".split()
+    ),
+    "en": frozenset(
+        """please pls plz thx ty cheers sure nope yep yeah broken jammed suspicious stuck thanks hello hi hey
+        yes help problem connection password""".split()
+    ),
+}
+
 _TOKEN = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
@@ -100,8 +114,13 @@ class LanguageGuesser:
         One or two words ("wifi", "Teams bug") are weak evidence whatever their score: names
         of products lean to English in any company, so the channel's hint decides those.
         """
+        words = _TOKEN.findall(text[:200])
+        word_count = len(words)
+        if word_count <= 3:  # a chat word says more than a product name around it
+            marked = {lang for lang in LANGUAGES for w in words if fold(w.lower()) in _MARKERS[lang]}
+            if len(marked) == 1:
+                return marked.pop()
         evidence = self.evidence(text)
-        word_count = len(_TOKEN.findall(text[:200]))
         margin = 8.0 if word_count <= 1 else 3.0 if word_count == 2 else 1.5
         if abs(evidence) >= margin:
             return "fr" if evidence > 0 else "en"

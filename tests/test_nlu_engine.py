@@ -35,6 +35,12 @@ def engine() -> BuiltinEngine:
         ("printer jammed again", None, "en"),
         ("VPN", "en", "en"),  # says nothing: the channel's hint decides
         ("VPN", "fr", "fr"),
+        # A chat word decides a short message, whatever the product name beside it and the hint.
+        ("wifi ko", "en", "fr"),
+        ("teams down pls", "fr", "en"),
+        ("nope", "fr", "en"),
+        ("rdp ko svp", None, "fr"),
+        ("password svp", "en", "en"),  # markers of both languages: the statistics, then the hint
     ],
 )
 def test_language(engine: BuiltinEngine, text: str, hint: str | None, language: str) -> None:
