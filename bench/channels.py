@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.progress import Progress  # noqa: E402
+from tests.fake_telegram import FakeTelegram  # noqa: E402
 from tests.processes import GuichetProcess, config_copy, free_port  # noqa: E402
 
 MAILS = [
@@ -459,22 +460,61 @@ async def bench_slack(args: argparse.Namespace, workdir: Path) -> list[Figure]:
     return figures
 
 
-async def bench_telegram(args: argparse.Namespace, workdir: Path) -> list[Figure]:
-    from tests.fake_telegram import TOKEN, FakeTelegram
+TELEGRAM_SECRET = "bench-webhook-secret"
+TELEGRAM_CHATS = 10_000  # chat ids of the load: 10,000 + conversation index
+# Update ids unique in a process: phases that share one store (Redis) would drop repeats.
+_UPDATES = itertools.count(1)
 
-    secret = "bench-webhook-secret"
-    replies = Replies()
+
+def telegram_mimic(replies: Replies) -> FakeTelegram:
+    """The Bot API mimic of tests/fake_telegram.py, telling `replies` of each sendMessage."""
 
     class Telegram(FakeTelegram):
         async def _api(self, request: web.Request) -> web.Response:
             answer = await super()._api(request)
             if request.match_info["method"] == "sendMessage":
-                form = await request.post()
-                replies.posted(str(form.get("chat_id")))
+                replies.posted(str((await request.post()).get("chat_id")))
             return answer
 
     telegram = Telegram()
     telegram.calls = _Forgetful()
+    return telegram
+
+
+def telegram_poster(urls: list[str]) -> Post:
+    """Webhook updates with the secret header, conversation i to urls[i % len(urls)]."""
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+
+    async def post(http: aiohttp.ClientSession, index: int, n: int, text: str) -> int:
+        chat = TELEGRAM_CHATS + index
+        user = {"id": chat, "is_bot": False, "first_name": f"Person {index}", "language_code": "fr"}
+        message = {
+            "message_id": n,
+            "from": user,
+            "chat": {"id": chat, "type": "private"},
+            "date": 1800000000,
+            "text": text,
+        }
+        body = json.dumps({"update_id": next(_UPDATES), "message": message}).encode()
+        async with http.post(
+            f"{urls[index % len(urls)]}/telegram/webhook", data=body, headers=headers
+        ) as answer:
+            await answer.read()
+            return answer.status
+
+    return post
+
+
+def telegram_chat(index: int) -> str:
+    return str(TELEGRAM_CHATS + index)
+
+
+async def bench_telegram(args: argparse.Namespace, workdir: Path) -> list[Figure]:
+    from tests.fake_telegram import TOKEN
+
+    secret = TELEGRAM_SECRET
+    replies = Replies()
+    telegram = telegram_mimic(replies)
     await telegram.start()
     receiver = await level2_receiver()
     config = config_copy(
@@ -491,34 +531,11 @@ async def bench_telegram(args: argparse.Namespace, workdir: Path) -> list[Figure
     )  # fmt: skip
     env = {"GUICHET_TELEGRAM_TOKEN": TOKEN, "GUICHET_TELEGRAM_WEBHOOK_SECRET": secret}
     guichet = GuichetProcess(config, workdir / "data-telegram", free_port(), env=env)
-    updates = itertools.count(1)
-
-    def body(index: int, text: str) -> bytes:
-        n = next(updates)
-        chat = 10_000 + index
-        user = {"id": chat, "is_bot": False, "first_name": f"Person {index}", "language_code": "fr"}
-        message = {
-            "message_id": n,
-            "from": user,
-            "chat": {"id": chat, "type": "private"},
-            "date": 1800000000,
-            "text": text,
-        }
-        return json.dumps({"update_id": n, "message": message}).encode()
+    name = telegram_chat
 
     def poster(url: str) -> Post:
-        headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret}
+        return telegram_poster([url])
 
-        async def post(http: aiohttp.ClientSession, index: int, n: int, text: str) -> int:
-            async with http.post(
-                f"{url}/telegram/webhook", data=body(index, text), headers=headers
-            ) as answer:
-                await answer.read()
-                return answer.status
-
-        return post
-
-    name = lambda index: str(10_000 + index)  # noqa: E731
     figures = []
     guichet.start()
     try:

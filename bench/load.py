@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
-import json
 import sys
 import tempfile
 import time
@@ -25,17 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.channels import Figure, Post, Relay, Replies, _Forgetful, chat_load, level2_receiver, smtp_load  # noqa: E402
+from bench.channels import (  # noqa: E402
+    TELEGRAM_SECRET,
+    Figure,
+    Relay,
+    Replies,
+    chat_load,
+    level2_receiver,
+    smtp_load,
+    telegram_mimic,
+    telegram_poster,
+)
 from bench.webchat import LIMITS, Result, closed_loop, peak_mb  # noqa: E402
-from tests.fake_telegram import TOKEN, FakeTelegram  # noqa: E402
+from tests.fake_telegram import TOKEN  # noqa: E402
 from tests.processes import GuichetProcess, config_copy, free_port, start_redis  # noqa: E402
-
-SECRET = "bench-webhook-secret"
 
 
 @dataclass
@@ -59,17 +64,7 @@ class Desk:
     def __init__(self) -> None:
         self.replies = Replies()
         self.relay = Relay()
-        replies = self.replies
-
-        class Telegram(FakeTelegram):
-            async def _api(self, request: web.Request) -> web.Response:
-                answer = await super()._api(request)
-                if request.match_info["method"] == "sendMessage":
-                    replies.posted(str((await request.post()).get("chat_id")))
-                return answer
-
-        self.telegram = Telegram()
-        self.telegram.calls = _Forgetful()
+        self.telegram = telegram_mimic(self.replies)
         self.level2 = ""
 
     async def start(self) -> None:
@@ -100,7 +95,7 @@ def deployment(
         smtp = free_port()
         env = {
             "GUICHET_TELEGRAM_TOKEN": TOKEN,
-            "GUICHET_TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "GUICHET_TELEGRAM_WEBHOOK_SECRET": TELEGRAM_SECRET,
             "GUICHET_SMTP_PORT": str(smtp),
         }
         if redis_url:
@@ -110,33 +105,6 @@ def deployment(
         process.start(timeout=60)
         process.wait_for_model()
     return processes
-
-
-# Update ids unique across phases: the Redis phases share one store, which deduplicates them.
-UPDATES = itertools.count(1)
-
-
-def telegram_poster(urls: list[str]) -> Post:
-    updates = UPDATES
-    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
-
-    async def post(http: aiohttp.ClientSession, index: int, n: int, text: str) -> int:
-        chat = 50_000 + index
-        user = {"id": chat, "is_bot": False, "first_name": f"P{index}", "language_code": "fr"}
-        message = {
-            "message_id": n,
-            "from": user,
-            "chat": {"id": chat, "type": "private"},
-            "date": 1800000000,
-            "text": text,
-        }
-        body = json.dumps({"update_id": next(updates), "message": message}).encode()
-        url = urls[index % len(urls)]
-        async with http.post(f"{url}/telegram/webhook", data=body, headers=headers) as answer:
-            await answer.read()
-            return answer.status
-
-    return post
 
 
 async def mixed(

@@ -139,19 +139,26 @@ async def _from_store(settings: Settings, days: int) -> list[Question]:
         await store.close()
 
 
+def _ask_running_process(settings: Settings, path: str, method: str = "GET") -> Any:
+    """The embedded store is held by a running Guichet: ask it over its admin API instead."""
+    admin = _admin(settings)
+    if admin is None:
+        raise StoreLockedError("the store is in use and the running Guichet's admin token cannot be read")
+    url, token = admin
+    request = urllib.request.Request(
+        f"{url}{path}", method=method, headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return json.load(answer)
+
+
 def load_questions(settings: Settings, days: int) -> list[Question]:
     try:
         return asyncio.run(_from_store(settings, days))
     except StoreLockedError:
-        admin = _admin(settings)
-        if admin is None:
-            raise
-        url, token = admin
-        request = urllib.request.Request(
-            f"{url}/admin/unanswered?days={days}", headers={"Authorization": f"Bearer {token}"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return [Question.from_dict(q) for q in json.load(answer)]
+        return [
+            Question.from_dict(q) for q in _ask_running_process(settings, f"/admin/unanswered?days={days}")
+        ]
 
 
 def unanswered_command(settings: Settings, days: int, out: Path, top: int) -> int:
@@ -197,17 +204,8 @@ def privacy_command(settings: Settings, person: str, erase: bool, out: Path | No
         try:
             result = asyncio.run(_privacy_direct(settings, person, erase))
         except StoreLockedError:
-            admin = _admin(settings)
-            if admin is None:
-                raise
-            url, token = admin
-            request = urllib.request.Request(
-                f"{url}/admin/people/{urllib.parse.quote(person, safe='')}",
-                method="DELETE" if erase else "GET",
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            with urllib.request.urlopen(request, timeout=120) as answer:
-                result = json.load(answer)
+            where = f"/admin/people/{urllib.parse.quote(person, safe='')}"
+            result = _ask_running_process(settings, where, "DELETE" if erase else "GET")
     except (StoreLockedError, OSError, urllib.error.URLError) as exc:
         print(f"cannot reach the data: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import pytest
 
 from bot.app import Guichet
 from bot.config import Configuration, load_configuration
+from tests.level2 import Receiver
 from tests.processes import start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +67,14 @@ async def guichet(tmp_path: Path) -> AsyncIterator[Guichet]:
         yield app
     finally:
         await app.stop()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A level-2 desk on a local port that records every handoff it receives (tests/level2.py)."""
+    instance = Receiver()
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()

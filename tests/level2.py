@@ -97,18 +97,25 @@ async def post_event(
         return answer.status, await answer.json()
 
 
+async def say_over_rest(
+    http: aiohttp.ClientSession, base_url: str, sender: str, text: str
+) -> list[dict[str, Any]]:
+    """One message on the REST channel, as Rasa front ends send it; the bot's replies."""
+    async with http.post(
+        f"{base_url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
+    ) as answer:
+        assert answer.status == 200, await answer.text()
+        replies: list[dict[str, Any]] = await answer.json()
+        return replies
+
+
 async def open_ticket_over_rest(base_url: str, sender: str, request: str) -> str:
     """A person on the REST channel: a request the knowledge base cannot answer, "yes" to the
     ticket, then the first choice (or "skip") to each qualification question."""
     async with aiohttp.ClientSession() as http:
 
         async def say(text: str) -> list[dict[str, Any]]:
-            async with http.post(
-                f"{base_url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
-            ) as answer:
-                assert answer.status == 200, await answer.text()
-                replies: list[dict[str, Any]] = await answer.json()
-                return replies
+            return await say_over_rest(http, base_url, sender, text)
 
         replies = await say(request)
         if any(b["payload"] == "none" for b in replies[-1].get("buttons", [])):

@@ -103,14 +103,6 @@ def configuration(tmp_path: Path, receiver: Receiver, relay: dict[str, Any], **e
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    instance = Receiver()
-    await instance.start()
-    yield instance
-    await instance.stop()
-
-
-@pytest.fixture
 async def desk(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Desk]:
     """Guichet relaying through a sink that demands STARTTLS and a login, as a real relay does."""
     sink = MailSink(tls_dir=tmp_path / "tls", login=("guichet", "s3cret"))

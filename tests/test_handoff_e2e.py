@@ -50,16 +50,6 @@ def configuration_with_receiver(
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    instance = Receiver()
-    await instance.start()
-    try:
-        yield instance
-    finally:
-        await instance.stop()
-
-
-@pytest.fixture
 async def desk(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Guichet]:
     app = Guichet(configuration_with_receiver(tmp_path, receiver))
     await app.start()

@@ -11,16 +11,7 @@ from typing import Any
 import aiohttp
 
 from bot.app import Guichet
-from tests.level2 import open_ticket_over_rest
-
-
-async def say(http: aiohttp.ClientSession, guichet: Guichet, sender: str, text: str) -> list[dict[str, Any]]:
-    async with http.post(
-        f"{guichet.url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
-    ) as answer:
-        assert answer.status == 200
-        replies: list[dict[str, Any]] = await answer.json()
-        return replies
+from tests.level2 import open_ticket_over_rest, say_over_rest
 
 
 async def scrape(guichet: Guichet) -> dict[str, float]:
@@ -38,11 +29,11 @@ async def scrape(guichet: Guichet) -> dict[str, float]:
 async def test_the_figures_a_manager_needs_are_counted(guichet: Guichet) -> None:
     async with aiohttp.ClientSession() as http:
         # A question the knowledge base answers, and the person says it helped.
-        replies = await say(http, guichet, "ana", "j'ai oublié mon mot de passe")
+        replies = await say_over_rest(http, guichet.url, "ana", "j'ai oublié mon mot de passe")
         assert [b["payload"] for b in replies[-1]["buttons"]] == ["helped:yes", "helped:no"]
-        await say(http, guichet, "ana", "helped:yes")
+        await say_over_rest(http, guichet.url, "ana", "helped:yes")
         # A question nobody can answer, in English.
-        await say(http, guichet, "bob", "the coffee machine sings opera")
+        await say_over_rest(http, guichet.url, "bob", "the coffee machine sings opera")
     # A ticket handed to level 2.
     await open_ticket_over_rest(guichet.url, "carla", "mon badge n'ouvre plus la porte du parking")
     before_mail = await scrape(guichet)
@@ -98,14 +89,16 @@ async def test_a_person_who_left_while_the_bot_waited_is_an_abandoned_conversati
     import bot.manager
 
     async with aiohttp.ClientSession() as http:
-        await say(http, guichet, "eve", "the coffee machine sings opera")  # the bot offers a ticket
+        await say_over_rest(
+            http, guichet.url, "eve", "the coffee machine sings opera"
+        )  # the bot offers a ticket
         assert (await scrape(guichet)).get(
             'guichet_abandoned_conversations_total{channel="rest",stage="choice"}', 0
         ) == 0
         # She comes back "later" (the threshold lowered to nothing) with something else.
         monkeypatch.setattr(bot.manager, "ABANDONED_AFTER_SECONDS", -1)
-        await say(http, guichet, "eve", "bonjour")
-        await say(http, guichet, "eve", "merci")  # not waiting any more: not counted again
+        await say_over_rest(http, guichet.url, "eve", "bonjour")
+        await say_over_rest(http, guichet.url, "eve", "merci")  # not waiting any more: not counted again
     figures = await scrape(guichet)
     assert figures['guichet_abandoned_conversations_total{channel="rest",stage="choice"}'] == 1
 

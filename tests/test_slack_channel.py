@@ -181,16 +181,6 @@ async def slack() -> AsyncIterator[FakeSlack]:
         await fake.stop()
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    instance = Receiver()
-    await instance.start()
-    try:
-        yield instance
-    finally:
-        await instance.stop()
-
-
 class Recorder:
     """Wraps the manager's `receive` to keep every Inbound the channel built."""
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -21,7 +20,7 @@ from bot.stats import FRT_BUCKETS, percentile_bucket
 from bot.store.base import Question
 from nlu.kb import load_articles
 from tests.conftest import SAMPLE_CONFIG
-from tests.level2 import open_ticket_over_rest
+from tests.level2 import open_ticket_over_rest, say_over_rest
 from tests.processes import ROOT
 
 UNANSWERED_FR = [
@@ -33,21 +32,12 @@ UNANSWERED_FR = [
 UNANSWERED_EN = ["the canteen fries are cold", "the canteen serves cold fries"]
 
 
-async def say(http: aiohttp.ClientSession, guichet: Guichet, sender: str, text: str) -> list[dict[str, Any]]:
-    async with http.post(
-        f"{guichet.url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
-    ) as answer:
-        assert answer.status == 200
-        replies: list[dict[str, Any]] = await answer.json()
-        return replies
-
-
 async def test_the_stats_page_shows_the_desk_at_a_glance(guichet: Guichet, tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as http:
-        await say(http, guichet, "ana", "j'ai oublié mon mot de passe")
-        await say(http, guichet, "ana", "helped:yes")
+        await say_over_rest(http, guichet.url, "ana", "j'ai oublié mon mot de passe")
+        await say_over_rest(http, guichet.url, "ana", "helped:yes")
         for n, question in enumerate(UNANSWERED_FR + UNANSWERED_EN):
-            replies = await say(http, guichet, f"p{n}", question)
+            replies = await say_over_rest(http, guichet.url, f"p{n}", question)
             assert replies[-1]["buttons"][0]["payload"] == "ticket:yes", (question, replies)
     number = await open_ticket_over_rest(guichet.url, "carla", "mon badge n'ouvre plus la porte du parking")
     assert number.startswith("HD-")
@@ -111,7 +101,7 @@ def test_unanswered_questions_are_grouped_and_drafted_as_valid_articles(tmp_path
 async def test_guichet_report_unanswered_reads_the_running_process(guichet: Guichet, tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as http:
         for n, question in enumerate(UNANSWERED_FR[:3] * 2):
-            await say(http, guichet, f"r{n}", question)
+            await say_over_rest(http, guichet.url, f"r{n}", question)
     await guichet.manager.idle()
     assert len(await guichet.store.unanswered(utcnow() - timedelta(days=1))) == 6
     data_dir = Path(guichet.settings.store.path)

@@ -6,7 +6,6 @@ and one whole conversation through to level 2 and back."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import re
 import time
@@ -111,14 +110,6 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
     await fake.start()
     yield fake
     await fake.stop()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    instance = Receiver()
-    await instance.start()
-    yield instance
-    await instance.stop()
 
 
 @pytest.fixture
@@ -407,8 +398,3 @@ async def test_a_whole_conversation_on_telegram(
     await post(desk, update("c'est bon, ça marche maintenant", chat=chat))
     (relayed,) = await receiver.arrived("requester.message")
     assert relayed["message"] == "c'est bon, ça marche maintenant"
-
-
-def test_fixtures_are_real_updates() -> None:
-    body = copy.deepcopy(fixture("UPDATE.json"))
-    assert body["message"]["text"] == "Hi, world!" and body["update_id"] == 123456789

@@ -244,7 +244,7 @@ class EmbeddedStore(Store):
     def _save_ticket(db: sqlite3.Connection, ticket: Ticket) -> None:
         db.execute(
             "INSERT INTO tickets (number, requester, opened_at, ticket) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (number) DO UPDATE SET ticket = excluded.ticket",
+            "ON CONFLICT (number) DO UPDATE SET requester = excluded.requester, ticket = excluded.ticket",
             (
                 ticket.number,
                 ticket.requester.id,
@@ -269,18 +269,10 @@ class EmbeddedStore(Store):
             yield Ticket.from_dict(json.loads(data))
 
     async def put_tickets(self, tickets: Sequence[Ticket], forget_requester: str | None = None) -> None:
+        # The requester column is the index: a ticket saved under a new requester leaves the old.
         def operation(db: sqlite3.Connection) -> None:
             for ticket in tickets:
-                db.execute(
-                    "INSERT INTO tickets (number, requester, opened_at, ticket) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (number) DO UPDATE SET requester = excluded.requester, ticket = excluded.ticket",
-                    (
-                        ticket.number,
-                        ticket.requester.id,
-                        ticket.opened_at.timestamp(),
-                        json.dumps(ticket.to_dict(), ensure_ascii=False),
-                    ),
-                )
+                self._save_ticket(db, ticket)
 
         await self._write(operation)
 
