@@ -143,25 +143,29 @@ async def test_three_processes_on_redis(cluster: list[GuichetProcess], receiver:
         assert frame["from"] == "agent" and frame["text"] == "Bonjour, je regarde."
 
         # Three more through process C, which is killed at once: whatever it had not done,
-        # A or B takes over (after C's lease), and the person gets each message once, in order.
+        # A or B takes over (after C's lease), and the person gets each message once, in the
+        # conversation's order (a reply C had committed but not sent may come after the others:
+        # its seq puts it back in place, as the widget does).
         for n in range(1, 4):
             status, _ = await post_event(c.url, SECRET, {**event, "text": f"Étape {n}"})
             assert status == 202
         c.kill()
-        texts: list[str] = []
+        texts: list[tuple[int, str]] = []
         while len(texts) < 3:
             frame = await person.next(seconds=90)
             if frame["type"] == "message":
-                texts.append(frame["text"])
-        assert texts == ["Étape 1", "Étape 2", "Étape 3"]
+                texts.append((frame["seq"], frame["text"]))
+        assert [text for _, text in sorted(texts)] == ["Étape 1", "Étape 2", "Étape 3"]
         # Nothing comes twice: a second of quiet, then each step was shown exactly once.
         with contextlib.suppress(TimeoutError):
             while True:
                 await person.next(seconds=1)
         steps = [
-            f["text"] for f in person.frames if f.get("type") == "message" and f["text"].startswith("Étape")
+            (f["seq"], f["text"])
+            for f in person.frames
+            if f.get("type") == "message" and f["text"].startswith("Étape")
         ]
-        assert steps == ["Étape 1", "Étape 2", "Étape 3"]
+        assert [text for _, text in sorted(steps)] == ["Étape 1", "Étape 2", "Étape 3"]
 
     # Each handoff document was delivered once, though three outboxes were draining.
     received = [r for r in receiver.received if r.document.get("type") == "ticket.created"]

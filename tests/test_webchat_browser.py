@@ -7,12 +7,14 @@ import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.app import Guichet
+from bot.messages import Outbound
 from tests.conftest import configuration_for
 from tests.processes import free_port
 
@@ -97,6 +99,24 @@ async def test_a_french_visitor_asks_and_reads_the_answer(browser: Browser, guic
     await expect(page.locator(BOT).last).to_contain_text("HD-20")
     await expect(page.locator(BOT).last).to_contain_text("priorité P1")
     assert errors == []
+    await context.close()
+
+
+async def test_a_late_reply_takes_its_place_in_the_conversation(browser: Browser, guichet: Guichet) -> None:
+    """With several servers, a reply committed before a crash may arrive after later ones: the
+    widget shows the conversation in its sequence, not in the order frames came."""
+    context = await browser.new_context(locale="fr-FR")
+    page = await context.new_page()
+    await page.goto(guichet.url + "/")
+    await ask(page, "bonjour")
+    await expect(page.locator(BOT)).to_have_count(1)
+    webchat: Any = guichet.channels["webchat"]
+    (conversation,) = list(webchat._sockets)
+    await webchat.deliver_here(Outbound("webchat", conversation, "Étape 2", sender="agent"), 21)
+    await webchat.deliver_here(Outbound("webchat", conversation, "Étape 1", sender="agent"), 20)
+    await expect(page.locator("[data-testid=guichet-message][data-from=agent]")).to_have_text(
+        ["Étape 1", "Étape 2"]
+    )
     await context.close()
 
 

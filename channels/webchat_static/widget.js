@@ -617,6 +617,14 @@
     markSent(entry, seq);
   }
 
+  function rowAfter(seq) {
+    var bubbles = list.querySelectorAll('[data-seq]');
+    for (var i = 0; i < bubbles.length; i++) {
+      if (Number(bubbles[i].getAttribute('data-seq')) > seq) return bubbles[i].parentNode;
+    }
+    return null;
+  }
+
   function onMessage(frame) {
     var seq = toSeq(frame.seq);
     if (seq !== null && state.seqs.has(seq)) return;
@@ -628,8 +636,12 @@
     var from = sender(frame.from);
     if (from !== 'user' && state.activeChoices) disableChoices(state.activeChoices);
     var built = buildRow(frame, from !== 'user');
+    // A reply delivered late (another server took over after a crash) goes where the
+    // conversation's sequence puts it, not at the bottom.
+    var later = seq !== null && seq < state.maxSeq ? rowAfter(seq) : null;
     if (seq !== null) addSeq(seq);
-    list.appendChild(built.row);
+    if (later) list.insertBefore(built.row, later);
+    else list.appendChild(built.row);
     if (stick) scrollToBottom();
     if (from !== 'user' && !state.open) {
       state.unread += 1;
