@@ -42,6 +42,11 @@ def model_dir(settings: Settings) -> Path:
     return Path(settings.nlu.model_dir or Path(settings.store.path) / "nlu")
 
 
+def intent_encoder(settings: Settings) -> str:
+    """The sentence encoder the intent model learns from, "" for none (nlu.encoder)."""
+    return "" if settings.nlu.encoder == "none" else settings.nlu.encoder
+
+
 def make_store(configuration: Configuration) -> Store:
     return make_store_for(configuration.settings)
 
@@ -265,7 +270,14 @@ class Guichet:
         """
         from bot.nlu_model import load_or_train  # NumPy and the classifier: only for a run that uses them
 
-        model = await asyncio.to_thread(load_or_train, self.configuration.training, model_dir(self.settings))
+        model = await asyncio.to_thread(
+            functools.partial(
+                load_or_train,
+                self.configuration.training,
+                model_dir(self.settings),
+                encoder=intent_encoder(self.settings),
+            )
+        )
         if model is not None:
             self.engine.use_classifier(model.classifier, model.threshold)
             self.nlu_api.intent_threshold = model.threshold

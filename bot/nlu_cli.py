@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.app import model_dir
+from bot.app import intent_encoder, model_dir
 from bot.config import Configuration, load_configuration
 from bot.nlu_model import examples_of, load_or_train, train_with_threshold
 from bot.progress import Progress
@@ -24,7 +24,11 @@ def train(config_dir: Path, force: bool) -> int:
     configuration = load_configuration(config_dir)
     progress = Progress("training intents", 1)
     model = load_or_train(
-        configuration.training, model_dir(configuration.settings), progress.update, force=force
+        configuration.training,
+        model_dir(configuration.settings),
+        progress.update,
+        force=force,
+        encoder=intent_encoder(configuration.settings),
     )
     progress.close()
     if model is None:
@@ -55,7 +59,11 @@ def evaluate(config_dir: Path, data: Path | None, engine: str, out_dir: Path) ->
             test, classifier, threshold = _held_out(configuration)
         else:
             test = load_rasa_yaml(data) if data.suffix in (".yml", ".yaml") else load_csv(data)
-            model = load_or_train(configuration.training, model_dir(configuration.settings))
+            model = load_or_train(
+                configuration.training,
+                model_dir(configuration.settings),
+                encoder=intent_encoder(configuration.settings),
+            )
             if model is None:
                 print("The configuration has no intents to evaluate.", file=sys.stderr)
                 return 2
@@ -98,7 +106,9 @@ def _held_out(configuration: Configuration) -> tuple[list[tuple[str, str]], Inte
         test.extend(items[:cut])
         fit.extend(items[cut:])
     progress = Progress("training intents", 1)
-    classifier, threshold = train_with_threshold(fit, progress.update)
+    classifier, threshold = train_with_threshold(
+        fit, progress.update, encoder=intent_encoder(configuration.settings)
+    )
     progress.close()
     return test, classifier, threshold
 
@@ -144,7 +154,11 @@ def shell(config_dir: Path, engine: str) -> int:
     builtin = BuiltinEngine(
         configuration.training, configuration.articles, configuration.settings.default_language
     )
-    model = load_or_train(configuration.training, model_dir(configuration.settings))
+    model = load_or_train(
+        configuration.training,
+        model_dir(configuration.settings),
+        encoder=intent_encoder(configuration.settings),
+    )
     if model is not None:
         builtin.use_classifier(model.classifier, model.threshold)
     url = configuration.settings.nlu.rasa_url

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nlu.classifier import IntentClassifier
+from nlu.classifier import IntentClassifier, Settings
 from nlu.engine import strip_annotations
 from nlu.evaluation import OUT_OF_SCOPE_LABELS
 from nlu.training_data import TrainingData
@@ -42,27 +42,35 @@ def examples_of(training: TrainingData) -> list[tuple[str, str]]:
     ]
 
 
-def data_hash(examples: Sequence[tuple[str, str]]) -> str:
+def data_hash(examples: Sequence[tuple[str, str]], encoder: str = "") -> str:
     digest = hashlib.sha256(MODEL_VERSION.encode())
+    if encoder:  # a model with sentence vectors is another model (no encoder: the names of old)
+        digest.update(f"encoder\t{encoder}\n".encode())
     for text, intent in examples:
         digest.update(f"{intent}\t{text}\n".encode())
     return digest.hexdigest()[:16]
 
 
 def load_or_train(
-    training: TrainingData, model_dir: Path, progress: Progress | None = None, *, force: bool = False
+    training: TrainingData,
+    model_dir: Path,
+    progress: Progress | None = None,
+    *,
+    force: bool = False,
+    encoder: str = "",
 ) -> IntentModel | None:
     """The model for this data: from model_dir if trained before, else trained now and saved.
-    None when there is nothing to learn (fewer than two intents)."""
+    None when there is nothing to learn (fewer than two intents). `encoder` names a sentence
+    encoder (nlu/encoder.py) whose vectors the model also learns from ("" for none)."""
     examples = examples_of(training)
     if len({intent for _, intent in examples}) < 2:
         return None
-    path = model_dir / f"intents-{data_hash(examples)}"
+    path = model_dir / f"intents-{data_hash(examples, encoder)}"
     meta = path.with_suffix(".json")
     if not force and meta.exists():
         threshold = float(json.loads(meta.read_text())["threshold"])
         return IntentModel(IntentClassifier.load(path), threshold, path, trained=False)
-    classifier, threshold = train_with_threshold(examples, progress)
+    classifier, threshold = train_with_threshold(examples, progress, encoder=encoder)
     model_dir.mkdir(parents=True, exist_ok=True)
     classifier.save(path)
     meta.write_text(json.dumps({"threshold": threshold, "examples": len(examples)}))
@@ -74,7 +82,10 @@ def train_with_threshold(
     progress: Progress | None = None,
     held_out: float = 0.2,
     seed: int = 0,
+    *,
+    encoder: str = "",
 ) -> tuple[IntentClassifier, float]:
+    settings = Settings(encoder=encoder)
     oos_label = next((label for _, label in examples if label in OUT_OF_SCOPE_LABELS), None)
     by_label: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for example in examples:
@@ -98,7 +109,11 @@ def train_with_threshold(
     in_scope = [(t, label) for t, label in tune if label != oos_label]
     outside = [t for t, label in tune if label == oos_label]
     if in_scope:
-        first = IntentClassifier.train(fit, progress=step(0), seed=seed, oos_label=oos_label)
+        first = IntentClassifier.train(
+            fit, progress=step(0), seed=seed, oos_label=oos_label, settings=settings
+        )
         threshold = first.tune_threshold(in_scope, outside)
-    final = IntentClassifier.train(list(examples), progress=step(1), seed=seed, oos_label=oos_label)
+    final = IntentClassifier.train(
+        list(examples), progress=step(1), seed=seed, oos_label=oos_label, settings=settings
+    )
     return final, threshold

@@ -147,6 +147,9 @@ class NluSettings(_Frozen):
     rasa_timeout_seconds: float = Field(2.0, gt=0)
     intent_threshold: float = Field(0.5, ge=0, le=1, description="below it, an intent is out of scope")
     model_dir: str | None = None  # where trained intent models are kept (default: <store.path>/nlu)
+    # A sentence encoder beside the word features: paraphrases with no word in common with the
+    # examples are understood (French and English), at a few milliseconds a message.
+    encoder: Literal["none", "use-multilingual-3"] = "none"
     watch_kb_seconds: float = Field(2.0, ge=0, description="how often to look for edited articles; 0: never")
 
 

