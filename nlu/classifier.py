@@ -14,8 +14,8 @@ Training (scikit-learn's liblinear, one core; CLINC150's 15,100 examples in abou
 * with a sentence encoder (`Settings.encoder`, nlu/encoder.py), its 512-dimensional vector of
   the whole text is a fourth, dense view (times `encoder_weight`): what the words miss, a
   paraphrase or the other language, the vector often has. On the sample desk's held-out
-  messages it took top-1 accuracy from 94.3% to 98.0% and out-of-scope recall from 53% to 88%,
-  at a few milliseconds a message (the encoder) instead of a tenth of one;
+  messages (bench/nlu.py) it takes accuracy from 94.1% to 97.6% and out-of-scope recall from
+  53% to 88%, at a few milliseconds a message (the encoder) instead of a fifth of one;
 * one squared-hinge linear SVM per intent, against every other example. Out-of-scope examples
   (`oos_label`) are negatives for every intent and never an intent themselves. On large data
   each SVM starts on a working set (its examples and the most similar others) and grows it

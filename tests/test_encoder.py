@@ -58,9 +58,11 @@ def test_bad_input_gets_a_vector_not_an_exception(encoder: SentenceEncoder) -> N
     assert np.isfinite(vectors).all()
     assert not vectors[0].any() and not vectors[1].any() and not vectors[2].any()  # nothing to read
     assert vectors[3].any() and vectors[4].any()
-    # a control character reads as a space
+    # a control character reads as a space; one text alone (remembered, or not) and in a
+    # batch give the same vector
     assert np.allclose(vectors[5], encoder.encode(["mot de passe oublié"])[0], atol=1e-5)
-    # one text alone (remembered) and in a batch give the same vector
+    assert np.allclose(encoder.encode(["mot de passe oublié"])[0], vectors[5], atol=1e-5)
+    encoder.forget()
     assert np.allclose(encoder.encode(["mot de passe oublié"])[0], vectors[5], atol=1e-5)
 
 
@@ -121,11 +123,16 @@ def test_the_desk_turns_it_on_in_guichet_yml(tmp_path: Path) -> None:
     shutil.copytree(SAMPLE_CONFIG, config)
     settings_file = config / "guichet.yml"
     text = settings_file.read_text(encoding="utf-8")
-    settings_file.write_text(text + "\nnlu:\n  encoder: use-multilingual-3\n", encoding="utf-8")
+    line = "  encoder: ${GUICHET_NLU_ENCODER:-none}\n"
+    assert line in text
+    settings_file.write_text(text.replace(line, "  encoder: use-multilingual-3\n"), encoding="utf-8")
     assert intent_encoder(load_configuration(config, environ={}).settings) == USE_MULTILINGUAL
+    # the sample leaves it off, and the environment can turn it on
     assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ={}).settings) == ""
+    on = {"GUICHET_NLU_ENCODER": USE_MULTILINGUAL}
+    assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ=on).settings) == USE_MULTILINGUAL
 
-    settings_file.write_text(text + "\nnlu:\n  encoder: bert-large\n", encoding="utf-8")
+    settings_file.write_text(text.replace(line, "  encoder: bert-large\n"), encoding="utf-8")
     result = check(config)
     assert result.returncode == 1
     assert "nlu.encoder" in result.stderr and "use-multilingual-3" in result.stderr
