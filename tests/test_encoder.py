@@ -13,6 +13,7 @@ from bot.app import Guichet, intent_encoder
 from bot.config import load_configuration
 from bot.nlu_model import data_hash, examples_of, load_or_train
 from nlu.classifier import IntentClassifier, Settings
+from nlu.datasets import load_rasa_yaml
 from nlu.encoder import USE_MULTILINGUAL, EncoderUnavailable, SentenceEncoder, shared
 from nlu.training_data import TrainingData
 from tests.conftest import SAMPLE_CONFIG, configuration_for
@@ -21,6 +22,7 @@ from tests.test_config_check import check
 from tests.test_nlu_engine import model_parse
 
 EXAMPLES = [(text, intent) for intent, texts in INTENTS.items() for text in texts]
+HELDOUT = Path(__file__).parent / "data" / "nlu_heldout.yml"  # written apart from config/nlu
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,21 @@ def encoder() -> SentenceEncoder:
 
 @pytest.fixture(scope="module")
 def with_vectors() -> IntentClassifier:
-    return IntentClassifier.train(EXAMPLES, settings=Settings(encoder=USE_MULTILINGUAL))
+    """The vector view itself: every message gets its sentence vector (no words-only stage)."""
+    return IntentClassifier.train(EXAMPLES, settings=Settings(encoder=USE_MULTILINGUAL, cascade=False))
+
+
+@pytest.fixture(scope="module")
+def desk_examples() -> list[tuple[str, str]]:
+    return examples_of(load_configuration(SAMPLE_CONFIG, environ={}).training)
+
+
+@pytest.fixture(scope="module")
+def desk_cascade(desk_examples: list[tuple[str, str]]) -> IntentClassifier:
+    """The sample desk's model as `guichet run` trains it with the encoder: with its words-only stage."""
+    return IntentClassifier.train(
+        desk_examples, oos_label="out_of_scope", settings=Settings(encoder=USE_MULTILINGUAL)
+    )
 
 
 def test_paraphrases_across_languages_are_closer_than_other_requests(encoder: SentenceEncoder) -> None:
@@ -95,6 +111,65 @@ def test_batch_and_single_predictions_agree(with_vectors: IntentClassifier) -> N
         assert [name for name, _ in ranking] == [name for name, _ in single]
         assert np.allclose([c for _, c in ranking], [c for _, c in single], atol=1e-5)
     assert with_vectors.top_many(texts) == [ranking[0] for ranking in batch]
+
+
+def test_the_words_alone_answer_where_they_are_sure_at_no_cost_in_accuracy(
+    desk_cascade: IntentClassifier, desk_examples: list[tuple[str, str]]
+) -> None:
+    model = desk_cascade
+    assert model.fast is not None and model.fast.settings.encoder == ""
+    assert 0.5 <= model.fast_above <= 1.0
+    heldout = load_rasa_yaml(HELDOUT)
+    texts = [text for text, _ in heldout]
+    shortcut = [not model.uses_vectors(text) for text in texts]
+    # the shortcut must actually save work on messages the desk never saw...
+    assert sum(shortcut) >= 0.25 * len(texts), sum(shortcut) / len(texts)
+    # ... each of them answered exactly as the words-only stage answers it...
+    for text, short in zip(texts[:60], shortcut[:60], strict=True):
+        if short:
+            assert model.predict(text) == model.fast.predict(text)
+    # ... while the accuracy stays that of the model that reads every sentence vector.
+    every = IntentClassifier.train(
+        desk_examples, oos_label="out_of_scope", settings=Settings(encoder=USE_MULTILINGUAL, cascade=False)
+    )
+
+    def accuracy(classifier: IntentClassifier) -> float:
+        found = classifier.top_many(texts)
+        return sum(p == gold for (p, _), (_, gold) in zip(found, heldout, strict=True)) / len(heldout)
+
+    words = accuracy(model.fast)
+    assert accuracy(model) >= accuracy(every) - 0.01 > words, (accuracy(model), accuracy(every), words)
+
+
+def test_a_cascade_answers_the_same_one_by_one_as_in_a_batch(desk_cascade: IntentClassifier) -> None:
+    texts = [
+        "j'ai oublié mon mot de passe",  # sure from its words
+        "what's the password of the visitor network?",  # needs the vector
+        "",
+        "😀",
+        "quel temps fera-t-il demain à Lyon ?",
+    ]
+    routes = {desk_cascade.uses_vectors(text) for text in texts}
+    assert routes == {True, False}
+    batch = desk_cascade.predict_many(texts)
+    for text, ranking in zip(texts, batch, strict=True):
+        single = desk_cascade.predict(text)
+        assert [name for name, _ in ranking] == [name for name, _ in single]
+        assert np.allclose([c for _, c in ranking], [c for _, c in single], atol=1e-5)
+    assert desk_cascade.top_many(texts) == [ranking[0] for ranking in batch]
+    for text, ranking in zip(texts, batch, strict=True):
+        intent, confidence = desk_cascade.top(text)
+        assert intent == ranking[0][0] and confidence == pytest.approx(ranking[0][1], abs=1e-5)
+
+
+def test_a_cascade_saves_and_loads_with_its_words_only_stage(
+    desk_cascade: IntentClassifier, tmp_path: Path
+) -> None:
+    loaded = IntentClassifier.load(desk_cascade.save(tmp_path / "model"))
+    assert loaded.fast is not None and loaded.fast_above == desk_cascade.fast_above
+    for text in ("j'ai oublié mon mot de passe", "what's the password of the visitor network?", "bonjour"):
+        assert loaded.uses_vectors(text) == desk_cascade.uses_vectors(text)
+        assert loaded.predict(text) == desk_cascade.predict(text)
 
 
 def test_a_model_with_vectors_saves_and_loads(with_vectors: IntentClassifier, tmp_path: Path) -> None:
