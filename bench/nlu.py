@@ -20,10 +20,12 @@ Protocol (nothing is tuned on a test set):
   intent in train's order → the whole test set. HWU64: train → test.
 * Training time: wall clock of `IntentClassifier.train` in this process, sentence vectors
   included (2 cores; the machine's load average is printed beside it). Latency: one
-  `predict` (the full ranking) per test line, each line the first time it is seen.
+  `predict` (the full ranking) per test line, each line the first time it is seen. With
+  sentence vectors, the words-only stage answers the lines it is sure of alone: the share
+  of test lines it answered is printed beside.
 * Rasa: Guichet's Rasa pipeline (nlu/rasa/config.yml: DIET, 100 epochs) on models trained once
-  by `bench/rasa_models.py NAME` and kept in ~/.cache (DIET takes most of an hour on CLINC150
-  here); predictions over HTTP from `rasa run --enable-api`, latency of Rasa's own in-process
+  by `bench/rasa_models.py NAME` and kept in ~/.cache with their training time (DIET takes
+  hours on CLINC150 here); predictions over HTTP from `rasa run --enable-api`, latency of Rasa's own in-process
   `Agent.parse_message`. A data set whose Rasa model is not trained yet says so, never guessed.
 
 Language detection is measured on tests/data/language*.csv.
@@ -44,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rasa_models import RASA_HOME, model_path  # noqa: E402
+from bench.rasa_models import RASA_HOME, model_path, training_record  # noqa: E402
 from bot.nlu_model import train_with_threshold  # noqa: E402
 from bot.progress import Progress  # noqa: E402
 from nlu.classifier import IntentClassifier, Settings  # noqa: E402
@@ -174,10 +176,14 @@ def builtin(name: str, data: Path, encoder: str) -> Row:
                 f"  {engine}, CLINC150, threshold tuned for {share:.0%} of traffic out of scope: "
                 f"{t:.3f} → {a:.1%} in scope / {r or 0.0:.1%} out-of-scope recall{used}"
             )
+    timed = [t for t, _ in test[:2000]]
+    notes = [f"load {load:.1f}"] if name == "clinc150" else []
     if encoder:  # another data set's run may have timed these very texts: time them unseen
         shared(encoder).forget()
-    median, p99 = latency(classifier.predict, [t for t, _ in test[:2000]])
-    note = f"load {load:.1f}" if name == "clinc150" else ""
+        alone = sum(not classifier.uses_vectors(t) for t in timed) / max(len(timed), 1)
+        notes.append(f"{alone:.0%} answered from the words alone")
+    median, p99 = latency(classifier.predict, timed)
+    note = ", ".join(notes)
     return Row(name, engine, accuracy, recall, seconds, median, p99, note, tuple(details))
 
 
@@ -202,15 +208,17 @@ def rasa(name: str, data: Path) -> Row:
         predicted = server.predict([t for t, _ in test], f"Rasa: testing {name}")
     accuracy, recall = scores([g for _, g in test], predicted, threshold)
     timing = in_process_latency(model, [t for t, _ in test[:300]])
+    record = training_record(model) if name != "desk" else {}
+    trained = record.get("seconds")
     return Row(
         name,
         "Rasa 3.6",
         accuracy,
         recall,
-        None,
+        trained,
         timing["median_ms"],
         timing["p99_ms"],
-        "trained once, cached",
+        "trained once, cached" + (f" (training load {record['load_average']:.1f})" if trained else ""),
     )
 
 
