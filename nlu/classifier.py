@@ -206,7 +206,11 @@ class IntentClassifier:
         # its answer stands alone (set by `train` or `load`).
         self.fast: IntentClassifier | None = None
         self.fast_above = _NEVER
-        self._held_out: _HeldOut | None = None  # what training saw on held-out examples (not saved)
+        # What training saw (not saved): held-out examples, the analysed texts, the margins of
+        # the training examples on a large data set.
+        self._held_out: _HeldOut | None = None
+        self._analyses: list[Analysis] | None = None
+        self._scores: FloatArray | None = None
 
     def _set_fast(self, fast: IntentClassifier | None, above: float) -> None:
         if fast is not None and (fast.intents != self.intents or fast._encoder is not None):
@@ -276,7 +280,18 @@ class IntentClassifier:
             worker.join()
         if failed:
             raise failed[0]
-        full = cls._train_one(examples, labels, _part(progress, 0.3, 1.0), seed, settings, dense=found[0])
+        # The same texts, analysed once; the words-only margins show the SVMs where to start.
+        full = cls._train_one(
+            examples,
+            labels,
+            _part(progress, 0.3, 1.0),
+            seed,
+            settings,
+            dense=found[0],
+            analyses=fast._analyses,
+            candidates=fast._scores,
+        )
+        fast._analyses = fast._scores = full._analyses = full._scores = None  # not kept in memory
         above = max(settings.cascade_floor, _fast_above(fast, full, labels, settings.cascade_cost))
         full._set_fast(fast, above)
         full.info["fast_above"] = above
@@ -292,19 +307,26 @@ class IntentClassifier:
         settings: Settings,
         *,
         dense: FloatArray | None = None,
+        analyses: list[Analysis] | None = None,
+        candidates: FloatArray | None = None,
     ) -> IntentClassifier:
+        """One model: its TF-IDF views (and vectors), its SVMs, their calibration. `analyses`
+        and `dense` may come already computed; `candidates`, margins of an earlier model of
+        the same examples, tell the SVMs of a large data set where to start."""
         report = _Reporter(progress, embedding=bool(settings.encoder) and dense is None)
-        analyses = []
-        for n, (text, _) in enumerate(examples):
-            analyses.append(analyze(text if isinstance(text, str) else str(text), settings))
-            if n % 500 == 499:
-                report.analysed(n + 1, len(examples))
+        if analyses is None:
+            analyses = []
+            for n, (text, _) in enumerate(examples):
+                analyses.append(analyze(text if isinstance(text, str) else str(text), settings))
+                if n % 500 == 499:
+                    report.analysed(n + 1, len(examples))
         report.analysed(len(examples), len(examples))
         if dense is None:
             dense = _embed(settings, [text for text, _ in examples], report)
 
         folds = _folds(labels, max(settings.calibration_folds, 2), seed)
         held_out = _HeldOut()
+        scores: FloatArray | None = None
         if settings.calibration_folds < 2:  # no calibration asked for: the prior curve
             full, _ = _fit(analyses, labels, settings, seed, report=report.fit(0.0, 1.0), dense=dense)
         elif len(examples) < settings.cross_validate_below:
@@ -325,7 +347,15 @@ class IntentClassifier:
         else:
             # One fifth held out. The full model's margins on the training examples tell the
             # held-out model's SVMs where to start: most of its work is done by then.
-            full, scores = _fit(analyses, labels, settings, seed, report=report.fit(0.0, 0.7), dense=dense)
+            full, scores = _fit(
+                analyses,
+                labels,
+                settings,
+                seed,
+                report=report.fit(0.0, 0.7),
+                dense=dense,
+                candidates=candidates,
+            )
             _held_out_margins(
                 held_out,
                 analyses,
@@ -353,6 +383,7 @@ class IntentClassifier:
             info={"examples": len(examples), "calibration_examples": len(held_out.rows), "seed": seed},
         )
         model._held_out = held_out
+        model._analyses, model._scores = analyses, scores
         return model
 
     # ---------------------------------------------------------------- inference
