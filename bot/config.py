@@ -64,6 +64,16 @@ def check_configuration(
                     f"put articles in kb/{' or kb/'.join(KNOWN_LANGUAGES)}",
                 )
             )
+        unknown = [i for i in article.intents if i not in training.intents]
+        if unknown and training.intents:
+            problems.append(
+                DataProblem(
+                    article.path,
+                    None,
+                    f"'intents' names {', '.join(map(repr, unknown))}, which nlu/ does not define",
+                    f"use intents of nlu/ (such as {', '.join(sorted(training.intents)[:3])}), or add examples for it",
+                )
+            )
     if not articles and not training.intents:
         problems.append(
             DataProblem(

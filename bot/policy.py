@@ -104,6 +104,7 @@ class Policy:
             state = dataclasses.replace(state, mode="bot", facts={**state.facts, "active_ticket": None})
 
         intent = parse.intent
+        parse = dataclasses.replace(parse, kb_matches=self._matches(parse))
         best_kb = parse.kb_matches[0].score if parse.kb_matches else 0.0
         if (
             intent is not None
@@ -152,6 +153,7 @@ class Policy:
         text = inbound.text
         description = text if not subject or fold(subject) in fold(text) else f"{subject}\n{text}"
         parse = await self.engine.parse(description, inbound.language or state.language)
+        parse = dataclasses.replace(parse, kb_matches=self._matches(parse))
         language = parse.language
         state = dataclasses.replace(state, language=language)
         turn = _Turn(inbound, language)
@@ -284,6 +286,26 @@ class Policy:
     async def _status(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
         replies = await self.desk.status(state, turn.inbound, turn.language, _ticket_number(parse))
         return Outcome(state, replies)
+
+    def _matches(self, parse: Parse) -> tuple[KbMatch, ...]:
+        """The articles for what was understood. An article that answers an intent the model
+        is sure of (answering.intent_answer_threshold, never below the model's out-of-scope
+        threshold) is as sure as that intent: "my login credentials stopped working" shares
+        no word with the password article's questions, but the intent model can know what it
+        means. The words' similarity decides the others. On the sample desk's held-out paraphrases the right
+        article is answered at once for 88% of them instead of 35% (tests/test_answers.py)."""
+        floor = max(self.answering.intent_answer_threshold, self.builtin.intent_threshold or 0.0)
+        found = {m.article_id: m for m in parse.kb_matches}
+        for scored in parse.ranking[:3]:
+            if scored.confidence < floor:
+                continue
+            for article in self.builtin.answering(parse.language, scored.name):
+                known = found.get(article.id)
+                if known is None or known.score < scored.confidence:
+                    found[article.id] = KbMatch(
+                        article.id, article.language, article.title, scored.confidence
+                    )
+        return tuple(sorted(found.values(), key=lambda m: -m.score))
 
     def _answer_from_kb(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
         matches = parse.kb_matches

@@ -133,6 +133,9 @@ class AnsweringSettings(_Frozen):
     close_margin: float = Field(0.08, ge=0, le=1)
     max_suggestions: int = Field(3, ge=2, le=5)
     smalltalk_threshold: float = Field(0.6, ge=0, le=1)
+    # An article that answers an intent understood this surely (nlu/ examples, the classifier's
+    # calibrated confidence) is as sure as that intent, whatever words it shares with the message.
+    intent_answer_threshold: float = Field(0.7, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> AnsweringSettings:

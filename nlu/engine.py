@@ -106,6 +106,10 @@ class BuiltinEngine:
     def article(self, language: str, article_id: str) -> Article | None:
         return self.kb.article(language, article_id)
 
+    def answering(self, language: str, intent: str) -> list[Article]:
+        """The articles of a language that answer an intent."""
+        return self.kb.answering(language, intent)
+
     def parse_now(self, text: str, language_hint: str | None = None) -> Parse:
         text = text[:MAX_TEXT]
         language = self.language.guess(text, language_hint, self.default_language)

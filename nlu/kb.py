@@ -34,6 +34,14 @@ class Article:
     body: str
     category: str | None
     path: Path
+    # The intents this article answers (front matter `intents:`); without it, the intent named
+    # like the article's id (password-reset: password_reset). When the classifier is sure of
+    # one of them, the article is as sure as that (bot/policy.py), whatever words it shares.
+    intents: tuple[str, ...] = ()
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        return self.intents or (self.id.replace("-", "_"),)
 
 
 def load_articles(kb_dir: Path) -> tuple[list[Article], list[DataProblem]]:
@@ -132,6 +140,7 @@ def parse_article(path: Path, language: str) -> tuple[Article | None, list[DataP
         body=body,
         category=str(meta["category"]) if meta.get("category") else None,
         path=path,
+        intents=tuple(str(i).strip() for i in meta.get("intents") or () if str(i).strip()),
     ), []
 
 
@@ -176,6 +185,16 @@ def _check_fields(path: Path, meta: dict[str, Any], front: list[str]) -> list[Da
                 _field_line(front, "questions"),
                 "'questions' must be a list of texts, at least one",
                 "list the ways people ask it, one '- ' line each",
+            )
+        )
+    intents = meta.get("intents")
+    if intents is not None and not (isinstance(intents, list) and all(isinstance(i, str) for i in intents)):
+        problems.append(
+            DataProblem(
+                path,
+                _field_line(front, "intents"),
+                "'intents' must be a list of intent names",
+                "write intents: [password_reset] (the intents of nlu/ this article answers)",
             )
         )
     if not isinstance(meta["tags"], list):

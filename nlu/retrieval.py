@@ -106,9 +106,12 @@ class KnowledgeBase:
     def __init__(self, articles: Iterable[Article]) -> None:
         self.articles: dict[str, Article] = {}
         by_language: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self._answering: dict[tuple[str, str], list[Article]] = defaultdict(list)
         for article in articles:
             key = f"{article.language}/{article.id}"
             self.articles[key] = article
+            for intent in article.answers:
+                self._answering[article.language, intent].append(article)
             for question in (article.title, *article.questions):
                 by_language[article.language].append((key, question))
         self._indexes = {lang: Index.build(docs, content_only=True) for lang, docs in by_language.items()}
@@ -119,6 +122,10 @@ class KnowledgeBase:
 
     def article(self, language: str, article_id: str) -> Article | None:
         return self.articles.get(f"{language}/{article_id}")
+
+    def answering(self, language: str, intent: str) -> list[Article]:
+        """The articles of a language that answer this intent (`Article.answers`)."""
+        return self._answering.get((language, intent), [])
 
     def search(self, text: str, language: str, limit: int = 5) -> list[KbMatch]:
         """The best articles in the language (or, if it has none, in the first language there is)."""

@@ -137,7 +137,7 @@ _SAMPLE_CATEGORIES = (
         name="software",
         fr="Logiciels",
         en="Software",
-        intents=("software_install", "software_license", "windows_updates", "certificate_error"),
+        intents=("software_install", "software_license", "windows_updates", "certificate_error", "app_crash"),
         keywords=("logiciel", "software", "application", "licence", "license", "installer", "install", "mise a jour", "update", "plante", "crash"),
     ),
     Category(
