@@ -136,6 +136,7 @@ class AnsweringSettings(_Frozen):
     # An article that answers an intent understood this surely (nlu/ examples, the classifier's
     # calibrated confidence) is as sure as that intent, whatever words it shares with the message.
     intent_answer_threshold: float = Field(0.7, ge=0, le=1)
+    intent_answer_margin: float = Field(0.1, ge=0, le=1)  # ... and ahead of the next intent by this
 
     @model_validator(mode="after")
     def _ordered(self) -> AnsweringSettings:

@@ -103,14 +103,20 @@ def test_the_vector_view_understands_a_paraphrase_the_words_miss(with_vectors: I
         assert dict(with_vectors.predict(message))[expected] > dict(words_only.predict(message))[expected]
 
 
-def test_batch_and_single_predictions_agree(with_vectors: IntentClassifier) -> None:
-    texts = ["printer jammed", "j'ai oublié mon mot de passe", "", "😀", "vpn ko depuis ce matin"]
-    batch = with_vectors.predict_many(texts)
+def assert_batch_and_single_agree(model: IntentClassifier, texts: list[str]) -> None:
+    batch = model.predict_many(texts)
     for text, ranking in zip(texts, batch, strict=True):
-        single = with_vectors.predict(text)
+        single = model.predict(text)
         assert [name for name, _ in ranking] == [name for name, _ in single]
         assert np.allclose([c for _, c in ranking], [c for _, c in single], atol=1e-5)
-    assert with_vectors.top_many(texts) == [ranking[0] for ranking in batch]
+        intent, confidence = model.top(text)
+        assert intent == ranking[0][0] and confidence == pytest.approx(ranking[0][1], abs=1e-5)
+    assert model.top_many(texts) == [ranking[0] for ranking in batch]
+
+
+def test_batch_and_single_predictions_agree(with_vectors: IntentClassifier) -> None:
+    texts = ["printer jammed", "j'ai oublié mon mot de passe", "", "😀", "vpn ko depuis ce matin"]
+    assert_batch_and_single_agree(with_vectors, texts)
 
 
 def test_the_words_alone_answer_where_they_are_sure_at_no_cost_in_accuracy(
@@ -151,15 +157,7 @@ def test_a_cascade_answers_the_same_one_by_one_as_in_a_batch(desk_cascade: Inten
     ]
     routes = {desk_cascade.uses_vectors(text) for text in texts}
     assert routes == {True, False}
-    batch = desk_cascade.predict_many(texts)
-    for text, ranking in zip(texts, batch, strict=True):
-        single = desk_cascade.predict(text)
-        assert [name for name, _ in ranking] == [name for name, _ in single]
-        assert np.allclose([c for _, c in ranking], [c for _, c in single], atol=1e-5)
-    assert desk_cascade.top_many(texts) == [ranking[0] for ranking in batch]
-    for text, ranking in zip(texts, batch, strict=True):
-        intent, confidence = desk_cascade.top(text)
-        assert intent == ranking[0][0] and confidence == pytest.approx(ranking[0][1], abs=1e-5)
+    assert_batch_and_single_agree(desk_cascade, texts)
 
 
 def test_a_cascade_saves_and_loads_with_its_words_only_stage(
