@@ -16,7 +16,7 @@ from bot.nlu_model import examples_of, load_or_train, train_with_threshold
 from bot.progress import Progress
 from nlu.classifier import IntentClassifier
 from nlu.datasets import load_clinc150, load_csv, load_rasa_yaml
-from nlu.engine import BuiltinEngine, RasaEngine
+from nlu.engine import BuiltinEngine, RasaEngine, understood_articles
 from nlu.evaluation import OUT_OF_SCOPE, OUT_OF_SCOPE_LABELS, Report, score, write_report
 
 
@@ -166,6 +166,7 @@ def shell(config_dir: Path, engine: str) -> int:
         f"Type a message (Ctrl-D to quit). Engine: {engine}{' at ' + url if engine == 'rasa' and url else ''}"
     )
     rasa = RasaEngine(url, builtin) if engine == "rasa" and url else None
+    answering = configuration.settings.answering
 
     async def loop() -> None:
         if rasa is not None:
@@ -184,8 +185,16 @@ def shell(config_dir: Path, engine: str) -> int:
                 print("  ranking    " + ", ".join(f"{r.name} {r.confidence:.2f}" for r in parse.ranking[:4]))
                 for e in parse.entities:
                     print(f"  entity     {e.entity} = {e.value!r}  ({e.text!r})")
-                for m in parse.kb_matches[:3]:
-                    print(f"  article    {m.article_id} ({m.score:.2f}) {m.title}")
+                # What the desk would offer: the words' matches, and the articles of a sure intent.
+                words = {m.article_id: m.score for m in parse.kb_matches}
+                for m in understood_articles(
+                    parse,
+                    builtin.answering,
+                    threshold=max(answering.intent_answer_threshold, builtin.intent_threshold or 0.0),
+                    margin=answering.intent_answer_margin,
+                )[:3]:
+                    why = "words" if words.get(m.article_id) == m.score else "intent"
+                    print(f"  article    {m.article_id} ({m.score:.2f}, {why}) {m.title}")
         finally:
             if rasa is not None:
                 await rasa.close()

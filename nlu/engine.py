@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -199,6 +199,30 @@ def rasa_to_parse_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         else None
     )
     return {"intent": top, "ranking": ranking, "entities": entities}
+
+
+def understood_articles(
+    parse: Parse, answering: Callable[[str, str], list[Article]], *, threshold: float, margin: float
+) -> tuple[KbMatch, ...]:
+    """The knowledge base's matches for what was understood. When the top intent reaches
+    `threshold` and leads the next by `margin` (not torn between two, as Rasa's
+    FallbackClassifier's ambiguity threshold), the articles that `answering(language, intent)`
+    gives are as sure as that intent, whatever words they share with the message: "my login
+    credentials stopped working" shares none with the password article's questions. The
+    words' similarity (`parse.kb_matches`) decides the others."""
+    ranking = parse.ranking
+    if not ranking:
+        return parse.kb_matches
+    top = ranking[0]
+    runner_up = ranking[1].confidence if len(ranking) > 1 else 0.0
+    if top.confidence < threshold or top.confidence - runner_up < margin:
+        return parse.kb_matches
+    found = {m.article_id: m for m in parse.kb_matches}
+    for article in answering(parse.language, top.name):
+        known = found.get(article.id)
+        if known is None or known.score < top.confidence:
+            found[article.id] = KbMatch(article.id, article.language, article.title, top.confidence)
+    return tuple(sorted(found.values(), key=lambda m: -m.score))
 
 
 def parse_to_rasa(parse: Parse, threshold: float = 0.0) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,12 @@ def test_the_shell_shows_how_a_message_is_understood(tmp_path: Path) -> None:
     assert "language   fr" in result.stdout
     assert "entity     application = 'Outlook'" in result.stdout
     assert "entity     asset_tag = 'PC-12345'" in result.stdout
+
+
+def test_the_shell_shows_which_article_the_desk_would_answer_and_why(tmp_path: Path) -> None:
+    # The words match the article on a VPN that does not connect best; the intent is a slow VPN.
+    result = guichet("nlu", "shell", data_dir=tmp_path, stdin="le vpn marche mais il rame énormément\n")
+    assert result.returncode == 0, result.stderr
+    articles = re.findall(r"article\s+(\S+) \([\d.]+, (\w+)\)", result.stdout)
+    assert articles[0] == ("vpn-slow-disconnects", "intent")
+    assert ("vpn-cannot-connect", "words") in articles
