@@ -36,7 +36,8 @@ class Article:
     path: Path
     # The intents this article answers (front matter `intents:`); without it, the intent named
     # like the article's id (password-reset: password_reset). When the classifier is sure of
-    # one of them, the article is as sure as that (bot/policy.py), whatever words it shares.
+    # one of them, the article is as sure as that (nlu.engine.understood_articles), whatever
+    # words it shares with the message.
     intents: tuple[str, ...] = ()
 
     @property

@@ -38,6 +38,10 @@ def test_guichet_check_names_an_intent_no_example_defines(tmp_path: Path) -> Non
     result = check(config)
     assert result.returncode == 1
     assert "vpn-slow-disconnects.md" in result.stderr and "'vpn_slo'" in result.stderr
+    article.write_text(article.read_text().replace("intents: [vpn_slo]", "intents: vpn_slow"))
+    result = check(config)
+    assert result.returncode == 1
+    assert "vpn-slow-disconnects.md:15" in result.stderr and "'intents' must be a list" in result.stderr
 
 
 async def _first_replies(guichet: Guichet, texts: list[str]) -> list[str]:
