@@ -165,7 +165,7 @@ def builtin(name: str, data: Path, encoder: str) -> Row:
     predicted = classifier.top_many([t for t, _ in test])
     evaluating.close()
     accuracy, recall = scores([g for _, g in test], predicted, threshold)
-    details: list[str] = []
+    details: list[str] = [desk_answers(engine, classifier, threshold)] if name == "desk" else []
     if name == "clinc150":  # the same test predictions at thresholds tuned for other traffic mixes
         in_scope, outside = [p for p in val if p[1] != "oos"], [t for t, g in val if g == "oos"]
         for share in (0.1, 0.2, 0.5):
@@ -185,6 +185,46 @@ def builtin(name: str, data: Path, encoder: str) -> Row:
     median, p99 = latency(classifier.predict, timed)
     note = ", ".join(notes)
     return Row(name, engine, accuracy, recall, seconds, median, p99, note, tuple(details))
+
+
+def desk_answers(engine: str, classifier: IntentClassifier, threshold: float) -> str:
+    """Which article the sample desk answers at once, through the policy's ladder: from what
+    was understood (the intent lifts its articles) against from the articles' words alone,
+    on the held-out requests whose intent an article answers, and on out-of-scope ones."""
+    from bot.config import load_configuration
+    from bot.policy import ladder
+    from nlu.engine import BuiltinEngine, understood_articles
+
+    configuration = load_configuration(ROOT / "config", environ={})
+    desk = BuiltinEngine(configuration.training, configuration.articles)
+    desk.use_classifier(classifier, threshold)
+    answering = configuration.settings.answering
+    answers = {intent: a.id for a in configuration.articles for intent in a.answers}
+    _, _, test = splits("desk", ROOT)
+    asked = [(text, answers.get(intent)) for text, intent in test if intent in answers or intent == "oos"]
+    counts = {"understood": [0, 0, 0], "words": [0, 0, 0]}  # right at once, wrong at once, oos answered
+    for text, wanted in asked:
+        parse = desk.parse_now(text)
+        understood = understood_articles(
+            parse,
+            desk.answering,
+            threshold=max(answering.intent_answer_threshold, threshold),
+            margin=answering.intent_answer_margin,
+        )
+        for way, matches in (("understood", understood), ("words", parse.kb_matches)):
+            step, chosen = ladder(matches, answering)
+            if step == "answer":
+                slot = 2 if wanted is None else 0 if chosen[0].article_id == wanted else 1
+                counts[way][slot] += 1
+    n = sum(wanted is not None for _, wanted in asked)
+    outside = len(asked) - n
+    ours, words = counts["understood"], counts["words"]
+    return (
+        f"  {engine}, sample desk: the right article at once for {ours[0] / n:.0%} of {n} held-out requests "
+        f"(from the articles' words alone: {words[0] / n:.0%}), a wrong one for {ours[1] / n:.1%} "
+        f"({words[1] / n:.1%}); {ours[2] / outside:.0%} of {outside} out-of-scope requests answered "
+        f"with an article ({words[2] / outside:.0%})"
+    )
 
 
 def rasa(name: str, data: Path) -> Row:

@@ -290,7 +290,7 @@ class Policy:
     def _matches(self, parse: Parse) -> tuple[KbMatch, ...]:
         """The articles for what was understood (nlu.engine.understood_articles): on the sample
         desk's held-out paraphrases the right article comes at once for 87% of them instead
-        of 35% from the words alone (tests/test_answers.py). Never below the intent model's
+        of 37% from the words alone (bench/nlu.py, tests/test_answers.py). Never below the intent model's
         own out-of-scope threshold."""
         settings = self.answering
         return understood_articles(
@@ -303,22 +303,12 @@ class Policy:
     def _answer_from_kb(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
         matches = parse.kb_matches
         self.metrics.confidence.labels(turn.inbound.channel).observe(matches[0].score if matches else 0.0)
-        settings = self.answering
         state = dataclasses.replace(state, facts={**state.facts, "last_request": turn.inbound.text})
-        if (
-            matches
-            and matches[0].score >= settings.answer_threshold
-            and (len(matches) == 1 or matches[0].score - matches[1].score >= settings.close_margin)
-        ):
-            return self._article(state, turn, matches[0].article_id, matches[0].language)
-        close = [
-            m
-            for m in matches
-            if m.score >= settings.suggest_threshold
-            and matches[0].score - m.score < settings.close_margin * 2
-        ][: settings.max_suggestions]
-        if len(close) >= 2 or (close and close[0].score >= settings.suggest_threshold):
-            return self._choose(state, turn, close)
+        step, chosen = ladder(matches, self.answering)
+        if step == "answer":
+            return self._article(state, turn, chosen[0].article_id, chosen[0].language)
+        if step == "choose":
+            return self._choose(state, turn, chosen)
         return self._offer_ticket(state, turn, "no_answer")
 
     def _article(self, state: ConversationState, turn: _Turn, article_id: str, language: str) -> Outcome:
@@ -466,6 +456,26 @@ class Policy:
         return await self.desk.relay_to_level2(
             state, turn.inbound, turn.language, acknowledge=state.mode == "handed_off"
         )
+
+
+def ladder(matches: Sequence[KbMatch], settings: AnsweringSettings) -> tuple[str, list[KbMatch]]:
+    """The knowledge base's step of the ladder, best match first: ("answer", [it]) when one
+    article is sure enough and clearly ahead of the next; ("choose", the close ones) when a
+    few are close; ("none", []) when none fits."""
+    if (
+        matches
+        and matches[0].score >= settings.answer_threshold
+        and (len(matches) == 1 or matches[0].score - matches[1].score >= settings.close_margin)
+    ):
+        return "answer", [matches[0]]
+    close = [
+        m
+        for m in matches
+        if m.score >= settings.suggest_threshold and matches[0].score - m.score < settings.close_margin * 2
+    ][: settings.max_suggestions]
+    if close:
+        return "choose", close
+    return "none", []
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

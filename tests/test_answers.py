@@ -76,7 +76,7 @@ async def test_paraphrases_get_the_article_of_what_was_understood(guichet: Guich
         answered(reply) not in (None, answering[intent])
         for reply, (_, intent) in zip(replies, lines, strict=True)
     )
-    # From the words of the articles' questions alone: 35% right at once, 3% wrong.
+    # From the words of the articles' questions alone: 37% right at once, 2.8% wrong.
     assert right >= 0.85 * len(lines), right / len(lines)
     assert wrong <= 0.03 * len(lines), wrong / len(lines)
 
@@ -85,4 +85,4 @@ async def test_paraphrases_get_the_article_of_what_was_understood(guichet: Guich
         outside = [row["text"] for row in csv.DictReader(file)]
     replies = await _first_replies(guichet, outside)
     misled = sum(answered(reply) is not None for reply in replies)
-    assert misled <= 0.15 * len(outside), misled / len(outside)
+    assert misled <= 0.08 * len(outside), misled / len(outside)
