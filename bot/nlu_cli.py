@@ -13,10 +13,11 @@ from pathlib import Path
 from bot.app import intent_encoder, model_dir
 from bot.config import Configuration, load_configuration
 from bot.nlu_model import examples_of, load_or_train, train_with_threshold
+from bot.policy import desk_articles
 from bot.progress import Progress
 from nlu.classifier import IntentClassifier
 from nlu.datasets import load_clinc150, load_csv, load_rasa_yaml
-from nlu.engine import BuiltinEngine, RasaEngine, understood_articles
+from nlu.engine import BuiltinEngine, RasaEngine
 from nlu.evaluation import OUT_OF_SCOPE, OUT_OF_SCOPE_LABELS, Report, score, write_report
 
 
@@ -187,12 +188,7 @@ def shell(config_dir: Path, engine: str) -> int:
                     print(f"  entity     {e.entity} = {e.value!r}  ({e.text!r})")
                 # What the desk would offer: the words' matches, and the articles of a sure intent.
                 words = {m.article_id: m.score for m in parse.kb_matches}
-                for m in understood_articles(
-                    parse,
-                    builtin.answering,
-                    threshold=max(answering.intent_answer_threshold, builtin.intent_threshold or 0.0),
-                    margin=answering.intent_answer_margin,
-                )[:3]:
+                for m in desk_articles(parse, builtin, answering)[:3]:
                     why = "words" if words.get(m.article_id) == m.score else "intent"
                     print(f"  article    {m.article_id} ({m.score:.2f}, {why}) {m.title}")
         finally:

@@ -449,22 +449,23 @@ class IntentClassifier:
 
     def uses_vectors(self, text: str) -> bool:
         """Whether this text needs the sentence vector (False: the words-only stage is sure)."""
-        if self._encoder is None:
-            return False
-        if self.fast is None:
-            return True
-        scores = self.fast.margins(text)
-        return bool(self.fast.confidences(scores[scores.argmax() : scores.argmax() + 1])[0] < self.fast_above)
+        return self._encoder is not None and self._words_sure(text) is None
+
+    def _words_sure(self, text: str) -> FloatArray | None:
+        """The words-only stage's margins when it is sure enough to answer alone, else None."""
+        fast = self.fast
+        if fast is None:
+            return None
+        scores = fast.margins(text)
+        best = int(scores.argmax())
+        return scores if fast.confidences(scores[best : best + 1])[0] >= self.fast_above else None
 
     def _scored(self, text: str) -> tuple[FloatArray, IntentClassifier]:
         """The margins that decide this text and the model whose calibration reads them: the
         words-only stage's when it is sure, else this model's."""
-        fast = self.fast
-        if fast is not None:
-            scores = fast.margins(text)
-            best = int(scores.argmax())
-            if fast.confidences(scores[best : best + 1])[0] >= self.fast_above:
-                return scores, fast
+        scores = self._words_sure(text)
+        if scores is not None and self.fast is not None:
+            return scores, self.fast
         return self.margins(text), self
 
     def _scored_many(self, texts: Sequence[str]) -> tuple[FloatArray, FloatArray, FloatArray]:
