@@ -14,6 +14,7 @@ by similarity, so an article edited or added is picked up without retraining.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -128,6 +129,11 @@ class BuiltinEngine:
         )
 
     async def parse(self, text: str, language_hint: str | None = None) -> Parse:
+        classifier = self.classifier
+        if classifier is not None and classifier.uses_vectors(text[:MAX_TEXT]):
+            # The sentence vector takes milliseconds of arithmetic: off the event loop, which
+            # meanwhile serves every other conversation on every channel.
+            return await asyncio.to_thread(self.parse_now, text, language_hint)
         return self.parse_now(text, language_hint)
 
 
