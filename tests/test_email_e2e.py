@@ -257,11 +257,16 @@ async def test_automatic_replies_are_capped_per_sender(tmp_path: Path, receiver:
     await app.start()
     try:
         desk = Desk(app, sink, receiver)
-        for n in range(4):
-            subject = ["Imprimante", "VPN", "Écran noir", "Clavier"][n]
-            await desk.send(
-                mail(subject, f"Problème numéro {n} : {subject} en panne.", message_id=f"<cap{n}@c.fr>")
-            )
+        # Four different problems (alike ones of the same category would be duplicates of
+        # the first, attached to it rather than ticketed).
+        problems = [
+            ("Imprimante", "L'imprimante du 2e étage affiche bourrage papier."),
+            ("VPN", "Le VPN refuse ma connexion depuis ce matin."),
+            ("Écran noir", "Mon portable reste sur un écran noir au démarrage."),
+            ("Clavier", "Plusieurs touches du clavier ne répondent plus."),
+        ]
+        for n, (subject, body) in enumerate(problems):
+            await desk.send(mail(subject, body, message_id=f"<cap{n}@c.fr>"))
         assert len(sink.sent) == 2  # the third and fourth mails are kept and ticketed, not answered
         assert len(receiver.of_type("ticket.created")) == 4
     finally:
