@@ -190,8 +190,10 @@ def builtin(name: str, data: Path, encoder: str) -> Row:
 
 def desk_answers(engine: str, classifier: IntentClassifier, threshold: float) -> str:
     """Which article the sample desk answers at once, through the policy's ladder: from what
-    was understood (the intent lifts its articles) against from the articles' words alone,
-    on the held-out requests whose intent an article answers, and on out-of-scope ones."""
+    was understood (the intent lifts its articles), against from the articles alone (their
+    words, and their sentence vectors when the model reads them: a desk that writes articles
+    but no intents), on the held-out requests whose intent an article answers, and on
+    out-of-scope ones."""
     from bot.config import load_configuration
     from bot.policy import desk_articles, ladder
     from nlu.engine import BuiltinEngine
@@ -203,23 +205,34 @@ def desk_answers(engine: str, classifier: IntentClassifier, threshold: float) ->
     answers = {intent: a.id for a in configuration.articles for intent in a.answers}
     _, _, test = splits("desk", ROOT)
     asked = [(text, answers.get(intent)) for text, intent in test if intent in answers or intent == "oos"]
-    counts = {"understood": [0, 0, 0], "words": [0, 0, 0]}  # right at once, wrong at once, oos answered
+    ways = ["understood", "articles", "words"] if desk.kb.encoder else ["understood", "words"]
+    counts = {way: [0, 0, 0] for way in ways}  # right at once, wrong at once, oos answered
     for text, wanted in asked:
         parse = desk.parse_now(text)
-        understood = desk_articles(parse, desk, answering)
-        for way, matches in (("understood", understood), ("words", parse.kb_matches)):
-            step, chosen = ladder(matches, answering)
+        found = {
+            "understood": desk_articles(parse, desk, answering),
+            "articles": desk.kb.search(text, parse.language),
+            "words": desk.kb.search(text, parse.language, vectors=False),
+        }
+        for way in ways:
+            step, chosen = ladder(found[way], answering)
             if step == "answer":
                 slot = 2 if wanted is None else 0 if chosen[0].article_id == wanted else 1
                 counts[way][slot] += 1
     n = sum(wanted is not None for _, wanted in asked)
     outside = len(asked) - n
-    ours, words = counts["understood"], counts["words"]
+    names = {
+        "understood": "from what was understood",
+        "articles": "articles alone",
+        "words": "their words alone",
+    }
+    figures = "; ".join(
+        f"{names[way]} {c[0] / n:.0%} right, {c[1] / n:.1%} wrong, {c[2] / outside:.0%} out-of-scope answered"
+        for way, c in counts.items()
+    )
     return (
-        f"  {engine}, sample desk: the right article at once for {ours[0] / n:.0%} of {n} held-out requests "
-        f"(from the articles' words alone: {words[0] / n:.0%}), a wrong one for {ours[1] / n:.1%} "
-        f"({words[1] / n:.1%}); {ours[2] / outside:.0%} of {outside} out-of-scope requests answered "
-        f"with an article ({words[2] / outside:.0%})"
+        f"  {engine}, sample desk, an article at once for {n} held-out requests and {outside} "
+        f"out-of-scope ones: {figures}"
     )
 
 

@@ -11,7 +11,7 @@ import os
 import secrets
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -35,6 +35,9 @@ from handoff.signing import new_secret
 from nlu.engine import BuiltinEngine, RasaEngine
 from nlu.problems import DataProblem
 
+if TYPE_CHECKING:
+    from bot.nlu_model import IntentModel
+
 log = logging.getLogger("guichet")
 
 
@@ -45,6 +48,24 @@ def model_dir(settings: Settings) -> Path:
 def intent_encoder(settings: Settings) -> str:
     """The sentence encoder the intent model learns from, "" for none (nlu.encoder)."""
     return "" if settings.nlu.encoder == "none" else settings.nlu.encoder
+
+
+def equip(engine: BuiltinEngine, configuration: Configuration) -> IntentModel | None:
+    """Give the engine this configuration's intent model, loaded or trained once; with
+    `nlu.encoder` its knowledge base reads sentence vectors too, a desk of articles without
+    intents included. Seconds the first time: from the event loop, call it in a thread."""
+    from bot.nlu_model import load_or_train  # NumPy and the classifier: only for a run that uses them
+
+    settings = configuration.settings
+    encoder = intent_encoder(settings)
+    model = load_or_train(configuration.training, model_dir(settings), encoder=encoder)
+    if model is not None:
+        engine.use_classifier(model.classifier, model.threshold)
+    elif encoder:
+        from nlu.encoder import shared
+
+        engine.use_encoder(shared(encoder))
+    return model
 
 
 def make_store(configuration: Configuration) -> Store:
@@ -268,18 +289,8 @@ class Guichet:
         Training runs in a thread: the event loop keeps serving (with example similarity for
         intents) while a new configuration's model is being trained.
         """
-        from bot.nlu_model import load_or_train  # NumPy and the classifier: only for a run that uses them
-
-        model = await asyncio.to_thread(
-            functools.partial(
-                load_or_train,
-                self.configuration.training,
-                model_dir(self.settings),
-                encoder=intent_encoder(self.settings),
-            )
-        )
+        model = await asyncio.to_thread(equip, self.engine, self.configuration)
         if model is not None:
-            self.engine.use_classifier(model.classifier, model.threshold)
             self.nlu_api.intent_threshold = model.threshold
             log.info(
                 "intent model %s (%s), out-of-scope threshold %.3f",

@@ -48,7 +48,8 @@ class KnowledgeBaseWatcher:
     async def _watch(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            self.check_now()
+            # reading the files, and with the encoder embedding the articles: off the loop
+            await asyncio.to_thread(self.check_now)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.app import intent_encoder, model_dir
+from bot.app import equip, intent_encoder, model_dir
 from bot.config import Configuration, load_configuration
 from bot.nlu_model import examples_of, load_or_train, train_with_threshold
 from bot.policy import desk_articles
@@ -155,13 +155,7 @@ def shell(config_dir: Path, engine: str) -> int:
     builtin = BuiltinEngine(
         configuration.training, configuration.articles, configuration.settings.default_language
     )
-    model = load_or_train(
-        configuration.training,
-        model_dir(configuration.settings),
-        encoder=intent_encoder(configuration.settings),
-    )
-    if model is not None:
-        builtin.use_classifier(model.classifier, model.threshold)
+    equip(builtin, configuration)
     url = configuration.settings.nlu.rasa_url
     print(
         f"Type a message (Ctrl-D to quit). Engine: {engine}{' at ' + url if engine == 'rasa' and url else ''}"

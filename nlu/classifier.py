@@ -447,6 +447,11 @@ class IntentClassifier:
         found = tuple(j for j in map(char_vocab.get, grams) if j is not None)
         return stemmed, word_vocab.get(stemmed, -1), found
 
+    @property
+    def encoder(self) -> SentenceEncoder | None:
+        """The sentence encoder this model reads (None: words only)."""
+        return self._encoder
+
     def uses_vectors(self, text: str) -> bool:
         """Whether this text needs the sentence vector (False: the words-only stage is sure)."""
         return self._encoder is not None and self._words_sure(text) is None

@@ -30,8 +30,9 @@ from nlu.language import LanguageGuesser
 from nlu.retrieval import Index, KbMatch, KnowledgeBase, features
 from nlu.training_data import TrainingData
 
-if TYPE_CHECKING:  # the classifier pulls in NumPy: only when a model is used
+if TYPE_CHECKING:  # the classifier and the encoder pull in NumPy: only when a model is used
     from nlu.classifier import IntentClassifier
+    from nlu.encoder import SentenceEncoder
 
 log = logging.getLogger("guichet.nlu")
 
@@ -81,17 +82,27 @@ class BuiltinEngine:
         self.entities = EntityExtractor(training.regexes, training.lookups, training.synonyms)
         self.classifier: IntentClassifier | None = None
         self.intent_threshold: float | None = None
+        self.encoder: SentenceEncoder | None = None
         self.reload_articles(articles)
 
     def use_classifier(self, classifier: IntentClassifier, threshold: float) -> None:
-        """Rank intents with a trained classifier instead of example similarity."""
+        """Rank intents with a trained classifier instead of example similarity; a classifier
+        that reads sentence vectors lends its encoder to the knowledge base."""
+        if classifier.encoder is not None and classifier.encoder is not self.encoder:
+            self.use_encoder(classifier.encoder)
         self.classifier = classifier
         self.intent_threshold = threshold
+
+    def use_encoder(self, encoder: SentenceEncoder) -> None:
+        """Search the knowledge base by sentence vectors too (the articles are embedded now,
+        and again at each reload: a batch of their titles and questions)."""
+        self.encoder = encoder
+        self.reload_articles(list(self.kb.articles.values()))
 
     def reload_articles(self, articles: Iterable[Article]) -> None:
         """Swap in a new knowledge base (and the language model that learns from it)."""
         articles = list(articles)
-        self.kb = KnowledgeBase(articles)
+        self.kb = KnowledgeBase(articles, self.encoder)
         texts: dict[str, list[str]] = {}
         for article in articles:
             texts.setdefault(article.language, []).extend((article.title, article.body, *article.questions))
@@ -119,18 +130,33 @@ class BuiltinEngine:
         else:
             scored = sorted(self._intents.best_by_label(features(text)).items(), key=lambda kv: -kv[1])[:10]
         ranking = tuple(IntentScore(name, round(float(score), 4)) for name, score in scored)
+        vectors = self.reads_vector(text)
+        if (
+            vectors
+            and ranking
+            and self.intent_threshold is not None
+            and ranking[0].confidence < self.intent_threshold
+        ):
+            vectors = False  # out of scope for the intents: an article near in meaning is a near miss
         return Parse(
             text=text,
             language=language,
             intent=ranking[0] if ranking else None,
             ranking=ranking,
             entities=tuple(self.entities.extract(text)),
-            kb_matches=tuple(self.kb.search(text, language)),
+            kb_matches=tuple(self.kb.search(text, language, vectors=vectors)),
         )
 
-    async def parse(self, text: str, language_hint: str | None = None) -> Parse:
+    def reads_vector(self, text: str) -> bool:
+        """Whether this message's sentence vector is computed: not when the intent model is
+        sure from the words alone (its intent then says which articles answer)."""
         classifier = self.classifier
-        if classifier is not None and classifier.uses_vectors(text[:MAX_TEXT]):
+        if classifier is not None and classifier.encoder is not None:
+            return classifier.uses_vectors(text[:MAX_TEXT])
+        return self.kb.encoder is not None
+
+    async def parse(self, text: str, language_hint: str | None = None) -> Parse:
+        if self.reads_vector(text):
             # The sentence vector takes milliseconds of arithmetic: off the event loop, which
             # meanwhile serves every other conversation on every channel.
             return await asyncio.to_thread(self.parse_now, text, language_hint)
@@ -156,7 +182,7 @@ class RasaEngine:
             self._session = None
 
     async def parse(self, text: str, language_hint: str | None = None) -> Parse:
-        local = self.fallback.parse_now(text, language_hint)
+        local = await self.fallback.parse(text, language_hint)
         try:
             answer = await self._ask(local.text)
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
