@@ -180,10 +180,12 @@ def shell(config_dir: Path, engine: str) -> int:
                 print("  ranking    " + ", ".join(f"{r.name} {r.confidence:.2f}" for r in parse.ranking[:4]))
                 for e in parse.entities:
                     print(f"  entity     {e.entity} = {e.value!r}  ({e.text!r})")
-                # What the desk would offer: the words' matches, and the articles of a sure intent.
+                # What the desk would offer: the questions' matches (by their words, and their
+                # sentence vectors with the encoder), and the articles of a sure intent.
                 words = {m.article_id: m.score for m in parse.kb_matches}
+                matched = "words" if builtin.kb.encoder is None else "words+vector"
                 for m in desk_articles(parse, builtin, answering)[:3]:
-                    why = "words" if words.get(m.article_id) == m.score else "intent"
+                    why = matched if words.get(m.article_id) == m.score else "intent"
                     print(f"  article    {m.article_id} ({m.score:.2f}, {why}) {m.title}")
         finally:
             if rasa is not None:
