@@ -131,7 +131,8 @@ async def test_text_is_never_rendered_as_html(browser: Browser, guichet: Guichet
     hostile = '<img src=x onerror="alert(1)"><script>alert(2)</script><b>gras</b>'
     await ask(page, hostile)
     await expect(page.locator(USER).last).to_have_text(hostile)
-    await expect(page.locator(BOT)).to_have_count(1)
+    # the reply has come (an answer, or with the sentence vector an article and "did this help?")
+    await expect(page.locator(BOT)).not_to_have_count(0)
     panel = page.get_by_test_id("guichet-panel")
     assert await panel.locator("img, script, b").count() == 0
     assert dialogs == []
