@@ -28,8 +28,10 @@ RASA_SCRIPT = ROOT / "nlu" / "rasa" / "rasa.sh"
 def rasa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `rasa run --enable-api`, trained (or reused from the cache) on config/nlu."""
     log = tmp_path_factory.mktemp("rasa") / "rasa.log"
+    # Installing Rasa takes about 2 minutes and training the sample 20 to 30 on 2 cores, once:
+    # both are kept under ~/.cache/guichet. An hour is the most a first run may take.
     trained = subprocess.run(
-        [str(RASA_SCRIPT), "train", str(SAMPLE_CONFIG)], capture_output=True, text=True, timeout=1800
+        [str(RASA_SCRIPT), "train", str(SAMPLE_CONFIG)], capture_output=True, text=True, timeout=3600
     )
     if trained.returncode != 0:
         pytest.fail(
