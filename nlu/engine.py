@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -83,6 +84,9 @@ class BuiltinEngine:
         self.classifier: IntentClassifier | None = None
         self.intent_threshold: float | None = None
         self.encoder: SentenceEncoder | None = None
+        self.kb: KnowledgeBase
+        self.language: LanguageGuesser
+        self._reloading = threading.Lock()
         self.reload_articles(articles)
 
     def use_classifier(self, classifier: IntentClassifier, threshold: float) -> None:
@@ -96,12 +100,18 @@ class BuiltinEngine:
     def use_encoder(self, encoder: SentenceEncoder) -> None:
         """Search the knowledge base by sentence vectors too (the articles are embedded now,
         and again at each reload: a batch of their titles and questions)."""
-        self.encoder = encoder
-        self.reload_articles(list(self.kb.articles.values()))
+        with self._reloading:
+            self.encoder = encoder
+            self.kb = KnowledgeBase(list(self.kb.articles.values()), encoder)
 
     def reload_articles(self, articles: Iterable[Article]) -> None:
         """Swap in a new knowledge base (and the language model that learns from it)."""
-        articles = list(articles)
+        # One rebuild at a time (the watcher's and the encoder's arrival, both in threads):
+        # the last one built holds the newest articles and the encoder.
+        with self._reloading:
+            self._reload(list(articles))
+
+    def _reload(self, articles: list[Article]) -> None:
         self.kb = KnowledgeBase(articles, self.encoder)
         texts: dict[str, list[str]] = {}
         for article in articles:
