@@ -6,9 +6,10 @@ still meet), compared by cosine over an inverted index: building takes milliseco
 edited or added article is picked up by rebuilding, with no training.
 
 With a sentence encoder (`nlu.encoder`), the knowledge base also compares sentence vectors:
-"my login credentials stopped working" shares no word with "I forgot my password", but their
-vectors are close. An article's score is then the better of its words' cosine and a blend
-that leans on the vectors' cosine (see `_blend`).
+"outlook stopped downloading my emails" is nearest, by its words, to the questions of the
+software installation article, but its vector is nearest to the Outlook article's. An
+article's score is then the better of its words' cosine and a blend that leans on the
+vectors' cosine (see `_blend`).
 """
 
 from __future__ import annotations

@@ -112,8 +112,8 @@ def _answer_rates(
 
 async def test_a_desk_of_articles_alone_finds_them_by_meaning_with_the_encoder(tmp_path: Path) -> None:
     """A small desk writes articles and no intents. With `nlu.encoder`, an article's questions
-    are compared by sentence vector too: "my login credentials stopped working" reaches the
-    password article, with which it shares no word."""
+    are compared by sentence vector too: "outlook stopped downloading my emails" comes nearer
+    the Outlook article than the software installation one its words suggest."""
     config = tmp_path / "config"
     shutil.copytree(SAMPLE_CONFIG, config)
     answering = {
