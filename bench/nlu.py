@@ -287,7 +287,7 @@ def rasa(name: str, data: Path) -> Row:
             details = (desk_answers("Rasa 3.6", fallback, fallback_threshold, server.url),)
     accuracy, recall = scores([g for _, g in test], predicted, threshold)
     timing = in_process_latency(model, [t for t, _ in test[:300]])
-    record = training_record(model) if name != "desk" else {}
+    record = training_record(model)  # written by bench/rasa_models.py and nlu/rasa/rasa.sh
     trained = record.get("seconds")
     return Row(
         name,

@@ -56,8 +56,12 @@ train() {
     echo "Rasa model for this data is already trained: $model"
   else
     echo "Training Rasa NLU on $config_dir/nlu (the sample's 2,500 examples: 20 to 30 minutes on 2 cores)…"
+    started=$(date +%s)
     (cd "$work" && "$rasa_home/bin/rasa" train nlu --nlu "$config_dir/nlu" --config "$work/config.yml" \
         --out "$work/models" --fixed-model-name "nlu-$hash" --quiet)
+    # Kept beside the model, as bench/rasa_models.py does: the benchmark prints Rasa's training time.
+    printf '{"seconds": %s, "load_average": %s, "cores": %s}\n' "$(($(date +%s) - started))" \
+        "$(cut -d' ' -f1 /proc/loadavg)" "$(nproc)" > "$work/models/nlu-$hash.json"
   fi
   ln -sf "$model" "$work/models/current.tar.gz"
   echo "$model"
