@@ -125,3 +125,15 @@ def test_environment_variables_in_the_settings_file(tmp_path: Path) -> None:
     settings, problems = load_settings(config, {})
     assert settings is None and len(problems) == 1
     assert problems[0].line == 4 and "SITE" in problems[0].message and "${SITE:-" in problems[0].fix
+
+
+def test_a_desk_of_articles_alone_is_told_what_the_encoder_would_give(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(SAMPLE_CONFIG, config)
+    shutil.rmtree(config / "nlu")
+    result = check(config)
+    assert result.returncode == 0, result.stderr
+    assert "0 intents" in result.stdout and "nlu.encoder: use-multilingual-3" in result.stdout
+    result = check(config, GUICHET_NLU_ENCODER="use-multilingual-3")
+    assert result.returncode == 0 and "Hint" not in result.stdout, result.stdout
+    assert "Hint" not in check(SAMPLE_CONFIG).stdout  # a desk with intents needs no such hint
