@@ -18,7 +18,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,51 +28,8 @@ from bot.admin_api import TOKEN_FILE
 from bot.errors import StoreLockedError
 from bot.messages import utcnow
 from bot.settings import Settings
+from bot.stats import Group, group_questions
 from bot.store.base import Question
-from nlu.text import fold
-
-# Two questions closer than this (cosine distance of their character n-grams) are one group.
-GROUP_DISTANCE = 0.55
-
-
-@dataclass(frozen=True)
-class Group:
-    language: str
-    questions: tuple[str, ...]  # every time it was asked, the most typical phrasing first
-
-    @property
-    def size(self) -> int:
-        return len(self.questions)
-
-
-def group_questions(questions: Sequence[Question]) -> list[Group]:
-    """Close paraphrases together, per language; the biggest groups first."""
-    from sklearn.cluster import AgglomerativeClustering  # type: ignore[import-untyped]
-    from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
-
-    groups: list[Group] = []
-    for language in sorted({q.language for q in questions}):
-        texts = [" ".join(q.text.split()) for q in questions if q.language == language][-2000:]
-        if len(texts) == 1:
-            groups.append(Group(language, (texts[0],)))
-            continue
-        if not texts:
-            continue
-        vectors = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(2, 4), preprocessor=fold, sublinear_tf=True
-        )
-        matrix = vectors.fit_transform(texts).toarray()
-        labels = AgglomerativeClustering(
-            n_clusters=None, metric="cosine", linkage="average", distance_threshold=GROUP_DISTANCE
-        ).fit_predict(matrix)
-        for label in set(labels):
-            members = [i for i, value in enumerate(labels) if value == label]
-            centre = matrix[members].mean(axis=0)
-            # The most typical phrasing first: it becomes the draft's title.
-            members.sort(key=lambda i: -float(matrix[i] @ centre))
-            # Every time it was asked counts (the group's size); the draft lists each phrasing once.
-            groups.append(Group(language, tuple(texts[i] for i in members)))
-    return sorted(groups, key=lambda g: (-g.size, g.language, g.questions[0]))
 
 
 def draft(group: Group) -> tuple[str, str]:

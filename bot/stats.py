@@ -11,7 +11,6 @@ top list and for `guichet report unanswered`. `GET /stats` (the operator token) 
 from __future__ import annotations
 
 import html
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -140,15 +139,54 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 3600} h"
 
 
+# Two questions closer than this (cosine distance of their character n-grams) are one group.
+GROUP_DISTANCE = 0.55
+
+
+@dataclass(frozen=True)
+class Group:
+    language: str
+    questions: tuple[str, ...]  # every time it was asked, the most typical phrasing first
+
+    @property
+    def size(self) -> int:
+        return len(self.questions)
+
+
+def group_questions(questions: Sequence[Question]) -> list[Group]:
+    """Close paraphrases together, per language; the biggest groups first."""
+    from sklearn.cluster import AgglomerativeClustering  # type: ignore[import-untyped]
+    from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
+
+    groups: list[Group] = []
+    for language in sorted({q.language for q in questions}):
+        texts = [" ".join(q.text.split()) for q in questions if q.language == language][-2000:]
+        if len(texts) == 1:
+            groups.append(Group(language, (texts[0],)))
+            continue
+        if not texts:
+            continue
+        vectors = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(2, 4), preprocessor=fold, sublinear_tf=True
+        )
+        matrix = vectors.fit_transform(texts).toarray()
+        labels = AgglomerativeClustering(
+            n_clusters=None, metric="cosine", linkage="average", distance_threshold=GROUP_DISTANCE
+        ).fit_predict(matrix)
+        for label in set(labels):
+            members = [i for i, value in enumerate(labels) if value == label]
+            centre = matrix[members].mean(axis=0)
+            # The most typical phrasing first: it becomes the draft's title.
+            members.sort(key=lambda i: -float(matrix[i] @ centre))
+            # Every time it was asked counts (the group's size); the draft lists each phrasing once.
+            groups.append(Group(language, tuple(texts[i] for i in members)))
+    return sorted(groups, key=lambda g: (-g.size, g.language, g.questions[0]))
+
+
 def top_questions(questions: Sequence[Question], limit: int = 10) -> list[tuple[str, int]]:
-    """The most asked of the unanswered questions, the same words folded together."""
-    counts: Counter[str] = Counter()
-    shown: dict[str, str] = {}
-    for question in questions:
-        key = " ".join(fold(question.text).split())
-        counts[key] += 1
-        shown.setdefault(key, question.text)
-    return [(shown[key], n) for key, n in counts.most_common(limit)]
+    """The most asked of the unanswered questions, close paraphrases together as `guichet
+    report unanswered` groups them: (the most typical phrasing, how many times)."""
+    return [(group.questions[0], group.size) for group in group_questions(questions)[:limit]]
 
 
 # The page ------------------------------------------------------------------------------------
