@@ -171,7 +171,7 @@ def group_questions(questions: Sequence[Question]) -> list[Group]:
             analyzer="char_wb", ngram_range=(2, 4), preprocessor=fold, sublinear_tf=True
         )
         # The rows are unit length: their cosine distances from one sparse product, which the
-        # clustering reads as given (2,000 questions: under a second, instead of 13 s and
+        # clustering reads as given (2,000 questions: about a second, instead of 13 s and
         # 360 MB from the dense rows).
         matrix = vectors.fit_transform(texts)
         similarity = (matrix @ matrix.T).toarray()
