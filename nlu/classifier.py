@@ -49,10 +49,12 @@ import io
 import itertools
 import json
 import math
+import os
 import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -919,37 +921,48 @@ def _one_vs_rest(
     done = 0
     expected = 1.5 * n_intents
     margins = np.zeros((n, n_intents), dtype=np.float64)
-    for _ in range(20):
-        for intent in todo:
-            rows = working[intent]
-            target = (y[rows] == intent).astype(np.int64)
-            if target.min() == target.max():
-                weights[:, intent] = 0.0
-                bias[intent] = 1.0 if target[0] else -1.0
-            else:
-                model = svm().fit(x[rows], target)
-                weights[:, intent] = model.coef_[0]
-                bias[intent] = model.intercept_[0]
-            done += 1
-            if report is not None:
-                expected = max(expected, done + 1)
-                report(done, int(expected))
-        margins = np.asarray(x @ weights, dtype=np.float64) + bias
-        again = []
-        for intent in range(n_intents):
-            outside = np.ones(n, dtype=bool)
-            outside[working[intent]] = False
-            violators = np.flatnonzero(outside & (y != intent) & (margins[:, intent] > -1.0))
-            if len(violators):
-                working[intent] = np.union1d(working[intent], violators)
-                again.append(intent)
-        todo = again
-        expected = done + len(todo)
-        if not todo:
-            break
+
+    def fit(intent: int) -> tuple[FloatArray, float]:
+        rows = working[intent]
+        target = (y[rows] == intent).astype(np.int64)
+        if target.min() == target.max():
+            return np.zeros(n_features, dtype=np.float64), 1.0 if target[0] else -1.0
+        model = svm().fit(x[rows], target)
+        return model.coef_[0], float(model.intercept_[0])
+
+    # The intents' SVMs are independent and liblinear lets go of the GIL: one thread per core.
+    # Each SVM is the same whichever thread fits it, so the model does not depend on them.
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        for _ in range(20):
+            for intent, (vector, offset) in zip(todo, pool.map(fit, todo), strict=True):
+                weights[:, intent] = vector
+                bias[intent] = offset
+                done += 1
+                if report is not None:
+                    expected = max(expected, done + 1)
+                    report(done, int(expected))
+            # Only the SVMs just fitted have new margins, and only they can have new violators
+            # (the others' weights and working sets are as they were when they had none).
+            margins[:, todo] = np.asarray(x @ weights[:, todo], dtype=np.float64) + bias[todo]
+            again = []
+            for intent in todo:
+                outside = np.ones(n, dtype=bool)
+                outside[working[intent]] = False
+                violators = np.flatnonzero(outside & (y != intent) & (margins[:, intent] > -1.0))
+                if len(violators):
+                    working[intent] = np.union1d(working[intent], violators)
+                    again.append(intent)
+            todo = again
+            expected = done + len(todo)
+            if not todo:
+                break
     if report is not None:
         report(1, 1)
     return weights.astype(np.float32), bias.astype(np.float32), margins.astype(np.float32)
+
+
+def _threads() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def _encoder(settings: Settings) -> SentenceEncoder | None:
