@@ -60,6 +60,7 @@ from nlu.datasets import (  # noqa: E402
 )
 from nlu.encoder import USE_MULTILINGUAL, shared  # noqa: E402
 from nlu.engine import BuiltinEngine, Parse  # noqa: E402
+from nlu.retrieval import KbMatch  # noqa: E402
 
 Examples = list[tuple[str, str]]
 GOALS = {
@@ -211,22 +212,19 @@ def desk_answers(engine: str, classifier: IntentClassifier, threshold: float, ra
     parses = (
         asyncio.run(_rasa_parses(rasa_url, desk, texts)) if rasa_url else [desk.parse_now(t) for t in texts]
     )
-    ways = (
-        ["understood"]
-        if rasa_url
-        else ["understood", "articles", "words"]
-        if desk.kb.encoder
-        else ["understood", "words"]
-    )
-    counts = {way: [0, 0, 0] for way in ways}  # right at once, wrong at once, oos answered
+    searches: dict[str, Callable[[str, Parse], Sequence[KbMatch]]] = {
+        "understood": lambda text, parse: desk_articles(parse, desk, answering),
+        "articles": lambda text, parse: desk.kb.search(text, parse.language),
+        "words": lambda text, parse: desk.kb.search(text, parse.language, vectors=False),
+    }
+    if rasa_url:  # Rasa changes what was understood only
+        del searches["articles"], searches["words"]
+    elif desk.kb.encoder is None:  # without vectors, "articles alone" is "their words alone"
+        del searches["articles"]
+    counts = {way: [0, 0, 0] for way in searches}  # right at once, wrong at once, oos answered
     for (text, wanted), parse in zip(asked, parses, strict=True):
-        found = {
-            "understood": desk_articles(parse, desk, answering),
-            "articles": desk.kb.search(text, parse.language),
-            "words": desk.kb.search(text, parse.language, vectors=False),
-        }
-        for way in ways:
-            step, chosen = ladder(found[way], answering)
+        for way, search in searches.items():
+            step, chosen = ladder(search(text, parse), answering)
             if step == "answer":
                 slot = 2 if wanted is None else 0 if chosen[0].article_id == wanted else 1
                 counts[way][slot] += 1

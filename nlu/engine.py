@@ -132,7 +132,10 @@ class BuiltinEngine:
         """The articles of a language that answer an intent."""
         return self.kb.answering(language, intent)
 
-    def parse_now(self, text: str, language_hint: str | None = None) -> Parse:
+    def parse_now(
+        self, text: str, language_hint: str | None = None, *, reads_vector: bool | None = None
+    ) -> Parse:
+        """`reads_vector`: what `reads_vector(text)` gives, when the caller already asked."""
         text = text[:MAX_TEXT]
         language = self.language.guess(text, language_hint, self.default_language)
         if self.classifier is not None:
@@ -140,7 +143,7 @@ class BuiltinEngine:
         else:
             scored = sorted(self._intents.best_by_label(features(text)).items(), key=lambda kv: -kv[1])[:10]
         ranking = tuple(IntentScore(name, round(float(score), 4)) for name, score in scored)
-        vectors = self.reads_vector(text)
+        vectors = self.reads_vector(text) if reads_vector is None else reads_vector
         if (
             vectors
             and ranking
@@ -166,11 +169,12 @@ class BuiltinEngine:
         return self.kb.encoder is not None
 
     async def parse(self, text: str, language_hint: str | None = None) -> Parse:
-        if self.reads_vector(text):
+        reads = self.reads_vector(text)
+        if reads:
             # The sentence vector takes milliseconds of arithmetic: off the event loop, which
             # meanwhile serves every other conversation on every channel.
-            return await asyncio.to_thread(self.parse_now, text, language_hint)
-        return self.parse_now(text, language_hint)
+            return await asyncio.to_thread(self.parse_now, text, language_hint, reads_vector=True)
+        return self.parse_now(text, language_hint, reads_vector=False)
 
 
 class RasaEngine:

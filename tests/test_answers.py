@@ -71,7 +71,7 @@ async def test_paraphrases_get_the_article_of_what_was_understood(guichet: Guich
     replies = await _first_replies(guichet, [text for text, _ in lines])
 
     def answered(reply: str) -> str | None:
-        return next((a.id for a in articles if reply.startswith(a.title + "\n\n")), None)
+        return _answered(reply, articles)
 
     right = sum(
         answered(reply) == answering[intent] for reply, (_, intent) in zip(replies, lines, strict=True)
@@ -92,15 +92,16 @@ async def test_paraphrases_get_the_article_of_what_was_understood(guichet: Guich
     assert misled <= 0.08 * len(outside), misled / len(outside)
 
 
+def _answered(reply: str, articles: Sequence[Article]) -> str | None:
+    """The article a reply gives at once (its title, then its body), or None."""
+    return next((a.id for a in articles if reply.startswith(a.title + "\n\n")), None)
+
+
 def _answer_rates(
     replies: list[str], wanted: list[str | None], articles: Sequence[Article]
 ) -> tuple[float, float, float]:
     """Of the requests an article answers: right at once, wrong at once; of the others: answered."""
-
-    def answered(reply: str) -> str | None:
-        return next((a.id for a in articles if reply.startswith(a.title + "\n\n")), None)
-
-    got = [answered(reply) for reply in replies]
+    got = [_answered(reply, articles) for reply in replies]
     inside = [(g, w) for g, w in zip(got, wanted, strict=True) if w is not None]
     outside = [g for g, w in zip(got, wanted, strict=True) if w is None]
     return (
