@@ -45,7 +45,9 @@ def examples_of(training: TrainingData) -> list[tuple[str, str]]:
 def data_hash(examples: Sequence[tuple[str, str]], encoder: str = "") -> str:
     digest = hashlib.sha256(MODEL_VERSION.encode())
     if encoder:  # a model with sentence vectors is another model (no encoder: the names of old)
-        digest.update(f"encoder\t{encoder}\ncascade\n".encode())  # with its words-only stage
+        # with its words-only stage, and its nearest examples' vote (models trained before
+        # that vote are trained again, not loaded without it)
+        digest.update(f"encoder\t{encoder}\ncascade\nneighbours\n".encode())
     for text, intent in examples:
         digest.update(f"{intent}\t{text}\n".encode())
     return digest.hexdigest()[:16]

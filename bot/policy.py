@@ -250,7 +250,7 @@ class Policy:
     def _smalltalk_floor(self) -> float:
         """How sure small talk (and "status of my ticket") must be: the desk's setting, and never
         below the intent model's own out-of-scope threshold. A model with the sentence vector
-        needs 0.73 on the sample, and read "passer" (skip) as goodbye at 0.732."""
+        needs 0.74 on the sample, and reads short words ("cool", "passer") as small talk below it."""
         return max(self.answering.smalltalk_threshold, self.builtin.intent_threshold or 0.0)
 
     async def _smalltalk(self, state: ConversationState, turn: _Turn, intent: str, parse: Parse) -> Outcome:

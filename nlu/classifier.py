@@ -22,6 +22,12 @@ Training (scikit-learn's liblinear, one core; CLINC150's 15,100 examples in abou
   `cascade_cost` of accuracy, and at least `cascade_floor`. On CLINC150 and BANKING77 that is
   two messages in three, which then take a fifth of a millisecond instead of several, at no
   measurable cost in accuracy; the others get the sentence vector;
+* with an encoder, a nearest-neighbour vote beside the SVMs: each of the ten best intents'
+  margins gains `neighbour_weight` times the cosine of the text's vector to that intent's
+  nearest training example (kept in the model, grouped by intent). The SVM sees the whole
+  data, the neighbour sees one close paraphrase; on CLINC150 (validation) the sum is right
+  more often and tells out-of-scope apart better: 94.0% in scope at the tuned threshold
+  instead of 93.2%, at the same out-of-scope recall (bench/nlu.py);
 * one squared-hinge linear SVM per intent, against every other example. Out-of-scope examples
   (`oos_label`) are negatives for every intent and never an intent themselves. On large data
   each SVM starts on a working set (its examples and the most similar others) and grows it
@@ -110,6 +116,10 @@ class Settings:
     # ... and never below this confidence: a held-out fifth is a small sample (on BANKING77 it
     # allowed 0.5, which cost 1.1 points on the test set; from 0.95, 0.03 points).
     cascade_floor: float = 0.95
+    # With an encoder: the weight of the nearest training example's cosine in each of the ten
+    # best intents' margins (0: the SVMs alone). 1 was the best round value on CLINC150's
+    # validation lines (0.5: 93.8% / 91%, 1: 94.2% / 90%, 3: 95.0% / 87%, none: 93.7% / 89%).
+    neighbour_weight: float = 1.0
 
 
 DEFAULT = Settings()
@@ -178,6 +188,7 @@ class IntentClassifier:
         settings: Settings,
         threshold: float = 0.5,
         info: dict[str, Any] | None = None,
+        neighbours: _Neighbours | None = None,
     ) -> None:
         self.intents = intents
         self.settings = settings
@@ -204,6 +215,9 @@ class IntentClassifier:
             raise ValueError("inconsistent model: weight shapes do not match the vocabularies")
         # The sentence vector's rows, scaled once: margins = sparse part + vector @ this.
         self._w_dense = np.ascontiguousarray(self._w[offset:] * np.float32(settings.encoder_weight))
+        if neighbours is not None and (self._encoder is None or len(neighbours.starts) != len(intents)):
+            raise ValueError("inconsistent model: nearest examples without vectors or for other intents")
+        self._neighbours = neighbours
         # The words-only stage of a model with sentence vectors, and the confidence from which
         # its answer stands alone (set by `train` or `load`).
         self.fast: IntentClassifier | None = None
@@ -383,6 +397,7 @@ class IntentClassifier:
             platt=platt,
             settings=settings,
             info={"examples": len(examples), "calibration_examples": len(held_out.rows), "seed": seed},
+            neighbours=_Neighbours.of(dense, labels, full.intents, settings),
         )
         model._held_out = held_out
         model._analyses, model._scores = analyses, scores
@@ -496,10 +511,14 @@ class IntentClassifier:
         return scores, a, b
 
     def margins(self, text: str) -> FloatArray:
-        """The SVM's raw score of each intent (in `self.intents` order)."""
+        """The score of each intent (in `self.intents` order): the SVM's margin, plus the
+        nearest-neighbour vote with sentence vectors."""
         out = self._sparse_margins(text)
         if self._encoder is not None:
-            out += self._encoder.encode([text])[0] @ self._w_dense
+            vector = self._encoder.encode([text])
+            out += vector[0] @ self._w_dense
+            if self._neighbours is not None:
+                self._neighbours.vote(out[None, :], vector, self.settings.neighbour_weight)
         return out
 
     def margins_many(self, texts: Sequence[str]) -> FloatArray:
@@ -509,7 +528,10 @@ class IntentClassifier:
         for row, text in enumerate(texts):
             out[row] = self._sparse_margins(text)
         if self._encoder is not None and texts:
-            out += self._encoder.encode(texts) @ self._w_dense
+            vectors = self._encoder.encode(texts)
+            out += vectors @ self._w_dense
+            if self._neighbours is not None:
+                self._neighbours.vote(out, vectors, self.settings.neighbour_weight)
         return out
 
     def _sparse_margins(self, text: str) -> FloatArray:
@@ -640,7 +662,7 @@ class IntentClassifier:
             "info": self.info,
             "fast_above": self.fast_above,
         }
-        return {
+        arrays = {
             f"{prefix}meta": np.frombuffer(
                 json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8
             ),
@@ -648,6 +670,10 @@ class IntentClassifier:
             f"{prefix}weights": self._w,
             f"{prefix}bias": self._b,
         }
+        if self._neighbours is not None:
+            arrays[f"{prefix}neighbours"] = self._neighbours.vectors.astype(np.float16)  # as kept
+            arrays[f"{prefix}neighbour_starts"] = self._neighbours.starts
+        return arrays
 
     @classmethod
     def load(cls, path: str | Path) -> IntentClassifier:
@@ -677,6 +703,9 @@ class IntentClassifier:
             settings=settings,
             threshold=float(meta["threshold"]),
             info=dict(meta.get("info") or {}),
+            neighbours=_Neighbours(data[f"{prefix}neighbours"], data[f"{prefix}neighbour_starts"])
+            if f"{prefix}neighbours" in data.files
+            else None,
         )
         return model, float(meta.get("fast_above", _NEVER))
 
@@ -1034,6 +1063,13 @@ def _held_out_margins(
     if not model.intents:
         return
     scores = model.decision([analyses[i] for i in test_rows], None if dense is None else dense[test_rows])
+    neighbours = None
+    if dense is not None:
+        neighbours = _Neighbours.of(
+            dense[train_rows], [labels[i] for i in train_rows], model.intents, settings
+        )
+    if neighbours is not None and dense is not None:  # the same vote as at inference
+        neighbours.vote(scores, dense[test_rows], settings.neighbour_weight)
     best = scores.argmax(axis=1)
     for row, i in enumerate(test_rows):
         predicted = model.intents[best[row]]
@@ -1041,6 +1077,50 @@ def _held_out_margins(
         into.predicted.append(predicted)
         into.margins.append(float(scores[row, best[row]]))
         into.outcomes.append(1.0 if predicted == labels[i] else 0.0)
+
+
+_VOTERS = 10  # the intents, best margins first, that the nearest-neighbour vote may raise
+
+
+class _Neighbours:
+    """A model's training sentence vectors grouped by intent (rows starts[i]:starts[i+1] are
+    intent i's examples): the cosine of a text's vector to each intent's nearest example.
+    Kept as float16 values (half the file; a cosine moves by about 1e-3)."""
+
+    def __init__(self, vectors: Any, starts: Any) -> None:
+        self.vectors: FloatArray = np.ascontiguousarray(
+            np.asarray(vectors, dtype=np.float16), dtype=np.float32
+        )
+        self.starts: IndexArray = np.asarray(starts, dtype=np.int64)
+        self._ends = np.append(self.starts[1:], len(self.vectors))
+        if self.vectors.ndim != 2 or np.any(self._ends <= self.starts):
+            raise ValueError("inconsistent model: every intent needs its nearest examples")
+
+    @classmethod
+    def of(
+        cls, dense: FloatArray | None, labels: Sequence[str], intents: list[str], settings: Settings
+    ) -> _Neighbours | None:
+        """The in-scope examples' vectors, grouped by intent (None without vectors or vote)."""
+        if dense is None or settings.neighbour_weight <= 0 or not intents:
+            return None
+        index = {intent: i for i, intent in enumerate(intents)}
+        rows = [r for r, label in enumerate(labels) if label in index]
+        rows.sort(key=lambda r: index[labels[r]])
+        counts = np.bincount([index[labels[r]] for r in rows], minlength=len(intents))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return cls(dense[rows], starts)
+
+    def vote(self, scores: FloatArray, vectors: FloatArray, weight: float) -> None:
+        """Add weight × the nearest example's cosine to each row's best `_VOTERS` intents, in
+        place. A text without a vector (zero) gets no vote."""
+        k = min(_VOTERS, scores.shape[1])
+        best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        w = np.float32(weight)
+        for row in np.flatnonzero(np.abs(vectors).sum(axis=1) > 0).tolist():
+            vector = vectors[row]
+            for j in best[row].tolist():
+                near = self.vectors[self.starts[j] : self._ends[j]] @ vector
+                scores[row, j] += w * near.max()
 
 
 def _fast_above(fast: IntentClassifier, full: IntentClassifier, labels: Sequence[str], cost: float) -> float:
@@ -1123,13 +1203,28 @@ def _platt(margins: npt.NDArray[np.float64], outcomes: npt.NDArray[np.float64]) 
     target = np.where(outcomes > 0.5, hi, lo)
     params = prior.copy()
     design = np.column_stack([margins, np.ones_like(margins)])
+
+    def loss(theta: npt.NDArray[np.float64]) -> float:
+        z = design @ theta  # cross-entropy with the smoothed targets, plus the prior's pull
+        return float(np.sum(np.logaddexp(0.0, z) - target * z) + strength / 2 * np.sum((theta - prior) ** 2))
+
+    current = loss(params)
     for _ in range(100):
         z = np.clip(design @ params, -60.0, 60.0)
         p = 1.0 / (1.0 + np.exp(-z))
         gradient = design.T @ (p - target) + strength * (params - prior)
         hessian = (design * (p * (1.0 - p))[:, None]).T @ design + strength * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
+        # Newton's step, halved while it does not lower the loss: from the prior, margins far
+        # from zero (the nearest-neighbour vote adds up to one) saturate the sigmoid and a
+        # full step overshoots.
+        for _ in range(40):
+            trial = loss(params - step)
+            if trial <= current:
+                break
+            step = step / 2.0
         params -= step
+        current = min(current, trial)
         if float(np.abs(step).max()) < 1e-9:
             break
     a = max(float(params[0]), 0.5)  # confidence must grow with the margin

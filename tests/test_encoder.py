@@ -14,6 +14,7 @@ import pytest
 from bot.app import Guichet, intent_encoder
 from bot.config import load_configuration
 from bot.nlu_model import data_hash, examples_of, load_or_train
+from bot.texts import say
 from nlu.classifier import IntentClassifier, Settings
 from nlu.datasets import load_rasa_yaml
 from nlu.encoder import USE_MULTILINGUAL, EncoderUnavailable, SentenceEncoder, shared
@@ -217,6 +218,25 @@ def test_a_cascade_saves_and_loads_with_its_words_only_stage(
         assert loaded.predict(text) == desk_cascade.predict(text)
 
 
+def test_the_nearest_examples_vote_adds_their_cosine_to_the_best_intents(
+    with_vectors: IntentClassifier, encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    """Each of the (ten) best intents' scores gains the cosine of the text's vector to that
+    intent's nearest taught example; a text with no vector gains nothing."""
+    from dataclasses import replace
+
+    silent = IntentClassifier.load(with_vectors.save(tmp_path / "vote"))
+    silent.settings = replace(silent.settings, neighbour_weight=0.0)
+    taught = {intent: encoder.encode(texts) for intent, texts in INTENTS.items()}
+    for text in ("l'imprimante du 2e étage bourre encore", "I need a new mouse please", "😀😀"):
+        vector = encoder.encode([text])[0]
+        gained = with_vectors.margins(text) - silent.margins(text)
+        best = set(np.argsort(-silent.margins(text))[:10].tolist())
+        for j, intent in enumerate(with_vectors.intents):
+            expected = float((taught[intent] @ vector).max()) if j in best and vector.any() else 0.0
+            assert gained[j] == pytest.approx(expected, abs=2e-3), (text, intent)
+
+
 def test_a_model_with_vectors_saves_and_loads(with_vectors: IntentClassifier, tmp_path: Path) -> None:
     path = with_vectors.save(tmp_path / "model")
     loaded = IntentClassifier.load(path)
@@ -276,13 +296,28 @@ async def test_a_running_desk_with_the_encoder_understands_paraphrases(tmp_path:
             assert body["intent"]["name"] == intent, body["intent_ranking"][:3]
         status, body = await model_parse(app.url, {"text": "quel temps fera-t-il demain à Lyon ?"})
         assert body["intent"]["name"] == "nlu_fallback", body["intent_ranking"][:3]
-        # Small talk needs the model's own out-of-scope threshold too: this model reads
-        # "passer" as goodbye at 0.732, just under its 0.733.
+        # Small talk needs the model's own out-of-scope threshold too, not only the desk's
+        # lower `smalltalk_threshold`: with the vector, short words ("cool", "passer", "bof")
+        # get small-talk readings between the two, and an answer there was a misreading
+        # ("passer", skip, answered goodbye, and a Telegram conversation never reached its ticket).
+        classifier, floor = app.engine.classifier, app.engine.intent_threshold or 0.0
+        desk_floor = app.settings.answering.smalltalk_threshold
+        between = 0
         async with aiohttp.ClientSession() as http:
-            for n, (text, goodbye) in enumerate((("passer", False), ("au revoir", True))):
+            for n, text in enumerate(("au revoir", "passer", "cool", "bof", "super", "merci beaucoup")):
+                intent, confidence = classifier.top(text)
+                small_talk = intent in ("goodbye", "thanks", "greet")
+                between += small_talk and desk_floor <= confidence < floor
                 payload = {"sender": f"s{n}", "message": text}
                 async with http.post(f"{app.url}/webhooks/rest/webhook", json=payload) as answer:
                     replies = await answer.json()
-                assert replies[0]["text"].startswith("Au revoir") is goodbye, replies
+                said = {say(intent, "fr"), say(intent, "en")} if small_talk else set()
+                assert (replies[0]["text"] in said) is (small_talk and confidence >= floor), (
+                    text,
+                    intent,
+                    confidence,
+                    replies,
+                )
+        assert between, "no probe read as small talk between the two thresholds: find another one"
     finally:
         await app.stop()
