@@ -64,7 +64,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -227,6 +227,7 @@ class IntentClassifier:
         self._held_out: _HeldOut | None = None
         self._analyses: list[Analysis] | None = None
         self._scores: FloatArray | None = None
+        self._words: _WordsCache | None = None
 
     def _set_fast(self, fast: IntentClassifier | None, above: float) -> None:
         if fast is not None and (fast.intents != self.intents or fast._encoder is not None):
@@ -255,7 +256,9 @@ class IntentClassifier:
             raise ValueError("training needs at least two intents (or one intent and out-of-scope examples)")
         if settings.encoder and settings.cascade:
             return cls._train_cascade(examples, labels, progress, seed, oos_label, settings)
-        return cls._train_one(examples, labels, progress, seed, settings)
+        model = cls._train_one(examples, labels, progress, seed, settings)
+        model._words = None  # the training's matrices: no later model reuses them
+        return model
 
     @classmethod
     def _train_cascade(
@@ -276,7 +279,9 @@ class IntentClassifier:
 
         def embed() -> None:
             try:
-                dense = _embed(settings, texts, _Reporter(None))
+                # one BLAS thread: the words-only stage's SVMs work on the other cores meanwhile
+                # (with all of them, both fought over the cores: CLINC150 11.3 s instead of 8.3)
+                dense = _embed(settings, texts, _Reporter(None), threads=1)
                 assert dense is not None
                 found.append(dense)
             except BaseException as error:  # raised again on the training thread
@@ -306,8 +311,10 @@ class IntentClassifier:
             dense=found[0],
             analyses=fast._analyses,
             candidates=fast._scores,
+            words=fast._words,  # the same words, rows and folds: their TF-IDF as computed
         )
         fast._analyses = fast._scores = full._analyses = full._scores = None  # not kept in memory
+        fast._words = full._words = None
         above = max(settings.cascade_floor, _fast_above(fast, full, labels, settings.cascade_cost))
         full._set_fast(fast, above)
         full.info["fast_above"] = above
@@ -325,10 +332,13 @@ class IntentClassifier:
         dense: FloatArray | None = None,
         analyses: list[Analysis] | None = None,
         candidates: FloatArray | None = None,
+        words: _WordsCache | None = None,
     ) -> IntentClassifier:
-        """One model: its TF-IDF views (and vectors), its SVMs, their calibration. `analyses`
-        and `dense` may come already computed; `candidates`, margins of an earlier model of
-        the same examples, tell the SVMs of a large data set where to start."""
+        """One model: its TF-IDF views (and vectors), its SVMs, their calibration. `analyses`,
+        `dense` and the words' matrices (`words`) may come already computed; `candidates`,
+        margins of an earlier model of the same examples, tell the SVMs of a large data set
+        where to start."""
+        cache: _WordsCache = {} if words is None else words
         report = _Reporter(progress, embedding=bool(settings.encoder) and dense is None)
         if analyses is None:
             analyses = []
@@ -344,7 +354,9 @@ class IntentClassifier:
         held_out = _HeldOut()
         scores: FloatArray | None = None
         if settings.calibration_folds < 2:  # no calibration asked for: the prior curve
-            full, _ = _fit(analyses, labels, settings, seed, report=report.fit(0.0, 1.0), dense=dense)
+            full, _ = _fit(
+                analyses, labels, settings, seed, report=report.fit(0.0, 1.0), dense=dense, cache=cache
+            )
         elif len(examples) < settings.cross_validate_below:
             k = settings.calibration_folds
             for fold in range(k):
@@ -358,8 +370,17 @@ class IntentClassifier:
                     seed,
                     report.fit(fold / (k + 1), (fold + 1) / (k + 1)),
                     dense=dense,
+                    cache=cache,
                 )
-            full, _ = _fit(analyses, labels, settings, seed, report=report.fit(k / (k + 1), 1.0), dense=dense)
+            full, _ = _fit(
+                analyses,
+                labels,
+                settings,
+                seed,
+                report=report.fit(k / (k + 1), 1.0),
+                dense=dense,
+                cache=cache,
+            )
         else:
             # One fifth held out. The full model's margins on the training examples tell the
             # held-out model's SVMs where to start: most of its work is done by then.
@@ -371,6 +392,7 @@ class IntentClassifier:
                 report=report.fit(0.0, 0.7),
                 dense=dense,
                 candidates=candidates,
+                cache=cache,
             )
             _held_out_margins(
                 held_out,
@@ -383,6 +405,7 @@ class IntentClassifier:
                 report.fit(0.7, 1.0),
                 candidates=scores,
                 dense=dense,
+                cache=cache,
             )
         platt = _platt(
             np.array(held_out.margins, dtype=np.float64), np.array(held_out.outcomes, dtype=np.float64)
@@ -400,7 +423,7 @@ class IntentClassifier:
             neighbours=_Neighbours.of(dense, labels, full.intents, settings),
         )
         model._held_out = held_out
-        model._analyses, model._scores = analyses, scores
+        model._analyses, model._scores, model._words = analyses, scores, cache
         return model
 
     # ---------------------------------------------------------------- inference
@@ -823,22 +846,15 @@ class _Linear:
     views: list[_View]
     settings: Settings
 
-    def decision(self, analyses: Sequence[Analysis], dense: FloatArray | None = None) -> FloatArray:
-        x = _stack(self.views, analyses, self.settings, fit=False, dense=dense)
-        out: FloatArray = np.asarray(x @ self.weights, dtype=np.float32) + self.bias
+    def decision(self, words: csr_matrix, dense: FloatArray | None = None) -> FloatArray:
+        """Margins of examples given by their words' matrix (under these views) and vectors."""
+        x = _Matrix.of(words, dense, self.settings)
+        out: FloatArray = np.asarray(x.times(self.weights), dtype=np.float32) + self.bias
         return out
 
 
-def _stack(
-    views: list[_View],
-    analyses: Sequence[Analysis],
-    settings: Settings,
-    *,
-    fit: bool,
-    dense: FloatArray | None = None,
-) -> csr_matrix:
-    """The training matrix: each view's TF-IDF times the view's weight, side by side, and the
-    sentence vectors (times theirs) last."""
+def _stack(views: list[_View], analyses: Sequence[Analysis], settings: Settings, *, fit: bool) -> csr_matrix:
+    """The words' matrix: each view's TF-IDF times the view's weight, side by side."""
     from scipy.sparse import csr_matrix, hstack
 
     min_df = settings.min_df_large if len(analyses) >= settings.large else 1
@@ -848,9 +864,68 @@ def _stack(
         docs = [a[index] for a in analyses]
         block = view.fit_transform(docs, min_df) if fit else view.transform(docs)
         blocks.append(block * weight if weight != 1.0 else block)
-    if dense is not None:
-        blocks.append(csr_matrix(dense * np.float32(settings.encoder_weight)))
     return csr_matrix(hstack(blocks, format="csr"))
+
+
+@dataclass
+class _Matrix:
+    """A training matrix in its two parts: the words' TF-IDF (sparse) and the sentence vectors
+    times their weight (dense, or None), side by side in `joined` for liblinear. Products
+    with weights are taken part by part: the dense part by BLAS, not as a sparse matrix."""
+
+    sparse: csr_matrix
+    dense: FloatArray | None
+
+    @classmethod
+    def of(cls, sparse: csr_matrix, dense: FloatArray | None, settings: Settings) -> _Matrix:
+        scaled = None if dense is None else dense * np.float32(settings.encoder_weight)
+        return cls(sparse, scaled)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        rows, columns = self.sparse.shape
+        return rows, columns + (0 if self.dense is None else self.dense.shape[1])
+
+    def joined(self) -> csr_matrix:
+        from scipy.sparse import csr_matrix, hstack
+
+        if self.dense is None:
+            return self.sparse
+        return csr_matrix(hstack([self.sparse, csr_matrix(self.dense)], format="csr"))
+
+    def times(self, weights: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """This matrix @ weights (features, k)."""
+        split = self.sparse.shape[1]
+        out = np.asarray(self.sparse @ weights[:split])
+        if self.dense is not None:
+            out += self.dense @ weights[split:].astype(self.dense.dtype, copy=False)
+        return out
+
+
+# The words' matrices of one training, by rows ("all", "fold 0", "fold 0 held out"…), with their
+# views: the model with sentence vectors has the same words as the words-only stage before it.
+_WordsCache: TypeAlias = "dict[str, tuple[list[_View], csr_matrix]]"
+
+
+def _words(
+    cache: _WordsCache | None,
+    key: str,
+    analyses: Sequence[Analysis],
+    settings: Settings,
+    views: list[_View] | None,
+) -> tuple[list[_View], csr_matrix]:
+    """The views fitted on `analyses` (or, given `views`, their transform of them), computed
+    once per key of the cache."""
+    if cache is not None and key in cache:
+        return cache[key]
+    if views is None:
+        views = [_View() for _ in _VIEWS]
+        found = (views, _stack(views, analyses, settings, fit=True))
+    else:
+        found = (views, _stack(views, analyses, settings, fit=False))
+    if cache is not None:
+        cache[key] = found
+    return found
 
 
 def _fit(
@@ -862,11 +937,14 @@ def _fit(
     report: Progress | None = None,
     candidates: FloatArray | None = None,
     dense: FloatArray | None = None,
+    cache: _WordsCache | None = None,
+    key: str = "all",
 ) -> tuple[_Linear, FloatArray]:
     """The vocabularies, TF-IDF and one-vs-rest SVMs of these examples; with the margins of
-    every training example for every intent (rows as given, columns as `intents`)."""
-    views = [_View() for _ in _VIEWS]
-    x = _stack(views, analyses, settings, fit=True, dense=dense)
+    every training example for every intent (rows as given, columns as `intents`). The words'
+    TF-IDF comes from `cache[key]` when an earlier model of the same rows computed it."""
+    views, words = _words(cache, key, analyses, settings, None)
+    x = _Matrix.of(words, dense, settings)
     classes = sorted(set(labels))
     intents = [c for c in classes if c != _BACKGROUND]
     y = _encode(labels, intents)  # the background is -1: a negative for every intent
@@ -877,7 +955,7 @@ def _fit(
 
 
 def _one_vs_rest(
-    x: csr_matrix,
+    x: _Matrix,
     y: npt.NDArray[np.int64],
     n_intents: int,
     settings: Settings,
@@ -899,13 +977,14 @@ def _one_vs_rest(
     from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
     n, n_features = x.shape
-    weights = np.zeros((n_features, n_intents), dtype=np.float64)
+    # one column per intent, each contiguous: an SVM's weights are written as one block
+    weights = np.zeros((n_features, n_intents), dtype=np.float64, order="F")
     bias = np.zeros(n_intents, dtype=np.float64)
 
     def result() -> tuple[FloatArray, FloatArray, FloatArray]:
-        w32 = weights.astype(np.float32)
+        w32 = np.ascontiguousarray(weights, dtype=np.float32)
         b32 = bias.astype(np.float32)
-        scores: FloatArray = np.asarray(x @ w32, dtype=np.float32) + b32
+        scores: FloatArray = np.asarray(x.times(w32), dtype=np.float32) + b32
         return w32, b32, scores
 
     if n_features == 0 or n_intents == 0:
@@ -915,10 +994,11 @@ def _one_vs_rest(
         return LinearSVC(C=settings.c, random_state=seed, max_iter=2000)
 
     present = np.unique(y)
+    joined = x.joined()
     if n < settings.working_set_above or n_intents < 8:
         if len(present) == 1:  # a single intent and no negatives: nothing to tell apart
             return result()
-        model = svm().fit(x, y)
+        model = svm().fit(joined, y)
         coef = np.asarray(model.coef_, dtype=np.float64)
         intercept = np.asarray(model.intercept_, dtype=np.float64)
         if len(present) == 2:  # liblinear learns one vector for two classes: one per class here
@@ -936,9 +1016,9 @@ def _one_vs_rest(
         onehot = np.zeros((n, n_intents), dtype=np.float64)
         known = y >= 0
         onehot[np.flatnonzero(known), y[known]] = 1.0
-        centroids = np.asarray(x.T @ onehot)
+        centroids = np.asarray(joined.T @ onehot)
         centroids /= np.maximum(np.sqrt((centroids * centroids).sum(axis=0, keepdims=True)), 1e-12)
-        candidates = np.asarray(x @ centroids, dtype=np.float32)
+        candidates = np.asarray(x.times(centroids), dtype=np.float32)
     working: list[npt.NDArray[np.int64]] = []
     for intent in range(n_intents):
         score = candidates[:, intent].astype(np.float64)
@@ -956,7 +1036,7 @@ def _one_vs_rest(
         target = (y[rows] == intent).astype(np.int64)
         if target.min() == target.max():
             return np.zeros(n_features, dtype=np.float64), 1.0 if target[0] else -1.0
-        model = svm().fit(x[rows], target)
+        model = svm().fit(joined[rows], target)
         return model.coef_[0], float(model.intercept_[0])
 
     # The intents' SVMs are independent and liblinear lets go of the GIL: one thread per core.
@@ -972,7 +1052,7 @@ def _one_vs_rest(
                     report(done, int(expected))
             # Only the SVMs just fitted have new margins, and only they can have new violators
             # (the others' weights and working sets are as they were when they had none).
-            margins[:, todo] = np.asarray(x @ weights[:, todo], dtype=np.float64) + bias[todo]
+            margins[:, todo] = x.times(weights[:, todo]) + bias[todo]
             again = []
             for intent in todo:
                 outside = np.ones(n, dtype=bool)
@@ -987,7 +1067,11 @@ def _one_vs_rest(
                 break
     if report is not None:
         report(1, 1)
-    return weights.astype(np.float32), bias.astype(np.float32), margins.astype(np.float32)
+    return (
+        np.ascontiguousarray(weights, dtype=np.float32),
+        bias.astype(np.float32),
+        margins.astype(np.float32),
+    )
 
 
 def _threads() -> int:
@@ -1002,7 +1086,9 @@ def _encoder(settings: Settings) -> SentenceEncoder | None:
     return shared(settings.encoder)
 
 
-def _embed(settings: Settings, texts: Sequence[str], report: _Reporter) -> FloatArray | None:
+def _embed(
+    settings: Settings, texts: Sequence[str], report: _Reporter, threads: int | None = None
+) -> FloatArray | None:
     """The sentence vectors of the training texts (None without an encoder), in batches so
     the progress bar moves."""
     encoder = _encoder(settings)
@@ -1011,7 +1097,9 @@ def _embed(settings: Settings, texts: Sequence[str], report: _Reporter) -> Float
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     step = 1000
     for start in range(0, len(texts), step):
-        out[start : start + step] = encoder.encode([str(t) for t in texts[start : start + step]])
+        out[start : start + step] = encoder.encode(
+            [str(t) for t in texts[start : start + step]], threads=threads
+        )
         report.embedded(min(start + step, len(texts)), len(texts))
     return out
 
@@ -1044,6 +1132,7 @@ def _held_out_margins(
     *,
     candidates: FloatArray | None = None,
     dense: FloatArray | None = None,
+    cache: _WordsCache | None = None,
 ) -> None:
     """Top margins of the examples of one fold under a model trained on the others (its own
     vocabulary, as unseen text would meet it), and whether each top intent was right."""
@@ -1059,10 +1148,13 @@ def _held_out_margins(
         report=report,
         candidates=None if candidates is None else candidates[train_rows],
         dense=None if dense is None else dense[train_rows],
+        cache=cache,
+        key=f"fold {fold}",
     )
     if not model.intents:
         return
-    scores = model.decision([analyses[i] for i in test_rows], None if dense is None else dense[test_rows])
+    _, words = _words(cache, f"fold {fold} held out", [analyses[i] for i in test_rows], settings, model.views)
+    scores = model.decision(words, None if dense is None else dense[test_rows])
     neighbours = None
     if dense is not None:
         neighbours = _Neighbours.of(

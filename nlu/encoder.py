@@ -71,9 +71,10 @@ class SentenceEncoder:
         # p99 of 6 vs 9 ms); batches use them all.
         self._batch_threads = threads or os.cpu_count() or 1
 
-    def encode(self, texts: Sequence[str]) -> FloatArray:
+    def encode(self, texts: Sequence[str], *, threads: int | None = None) -> FloatArray:
         """One row per text. Empty or wordless texts (emoji, control characters) get a zero
-        vector: no evidence either way."""
+        vector: no evidence either way. `threads`: the BLAS threads of a batch (default: one
+        per core; a training that works on another core meanwhile asks for one)."""
         cleaned = [_clean(t) for t in texts]
         out = np.zeros((len(cleaned), self.dim), dtype=np.float32)
         todo = [i for i, text in enumerate(cleaned) if text]
@@ -82,7 +83,7 @@ class SentenceEncoder:
         if len(todo) == 1:
             out[todo[0]] = self._one(cleaned[todo[0]])
             return out
-        with self._lock, self._threads(limits=self._batch_threads, user_api="blas"):
+        with self._lock, self._threads(limits=threads or self._batch_threads, user_api="blas"):
             # a few hundred sentences at a time: pieces shared enough, arrays cache-sized
             for start in range(0, len(todo), _BATCH):
                 rows = todo[start : start + _BATCH]

@@ -255,12 +255,15 @@ def test_progress_is_reported_up_to_the_total() -> None:
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
 
-def test_working_set_training_equals_plain_one_vs_rest() -> None:
-    """The working-set SVMs of large data sets give liblinear's one-vs-rest solution."""
-    from scipy.sparse import random as sparse_random  # type: ignore[import-untyped]
+@pytest.mark.parametrize("with_dense", [False, True])
+def test_working_set_training_equals_plain_one_vs_rest(with_dense: bool) -> None:
+    """The working-set SVMs of large data sets give liblinear's one-vs-rest solution, with a
+    dense block of columns (the sentence vectors, kept apart for their products) or without."""
+    from scipy.sparse import csr_matrix, hstack  # type: ignore[import-untyped]
+    from scipy.sparse import random as sparse_random
     from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
-    from nlu.classifier import _one_vs_rest
+    from nlu.classifier import _Matrix, _one_vs_rest
 
     rng = np.random.default_rng(0)
     n, n_classes = 600, 12
@@ -269,11 +272,17 @@ def test_working_set_training_equals_plain_one_vs_rest() -> None:
     for k in range(n_classes):  # a feature that says the class
         x[np.flatnonzero(y == k), k] = 1.0
     x = x.tocsr()
+    dense = rng.normal(0.0, 0.1, (n, 20)).astype(np.float32) if with_dense else None
     settings = Settings(working_set_above=0, working_set=40)
-    weights, bias, _ = _one_vs_rest(x, y.astype(np.int64), n_classes, settings, 0, None, None)
-    plain = LinearSVC(C=settings.c, random_state=0, max_iter=2000).fit(x, y)
+    matrix = _Matrix(x, dense)
+    weights, bias, margins = _one_vs_rest(matrix, y.astype(np.int64), n_classes, settings, 0, None, None)
+    joined = x if dense is None else csr_matrix(hstack([x, csr_matrix(dense)]))
+    plain = LinearSVC(C=settings.c, random_state=0, max_iter=2000).fit(joined, y)
+    assert weights.shape == (x.shape[1] + (20 if with_dense else 0), n_classes)
     assert np.abs(weights - plain.coef_.T).max() < 1e-3
     assert np.abs(bias - plain.intercept_).max() < 1e-3
+    # the margins it returns, taken part by part, are the joined matrix's
+    assert np.abs(margins - (joined @ weights + bias)).max() < 1e-4
 
 
 def test_analyze_views() -> None:
