@@ -2,22 +2,30 @@
 time, on one process with the embedded store and on two and four processes sharing Redis;
 then Guichet against a real Rasa 3.6 server on the REST channel, in the same run.
 
-    python bench/load.py [--seconds 15] [--conversations 48] [--no-rasa]
+    python bench/load.py [--seconds 15] [--conversations 48] [--no-rasa] [--encoder-cost]
 
 Every conversation sends its next message once the reply to the previous one has come out the
 other side (the WebSocket frame, the REST answer, the Bot API mimic's sendMessage, the relay's
 mail). Prints messages per second, p50/p99 latency and errors per kind, the total and the
 peak memory of the Guichet processes. Goal (issue 6): Guichet sustains at least 20 times
 Rasa's messages per second on the REST channel, at a lower p99.
+
+`--encoder-cost` measures instead what the sentence encoder (`nlu.encoder`) costs: one process
+on the REST channel with and without it, in the same run, on varied messages (the project's
+held-out requests and out-of-scope lines, each made unique by a number, so that no vector is
+remembered from an earlier message: the repeated messages of the mixed load hide that cost).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,6 +208,43 @@ async def rest_versus_rasa(workdir: Path, args: argparse.Namespace) -> list[Row]
     return [row_of("Guichet REST (1 process)", ours), row_of("Rasa 3.6 REST (rasa run)", rasa_result)]
 
 
+def varied_messages() -> Callable[[int, int], str]:
+    """The project's held-out requests and out-of-scope lines (written apart from config/nlu),
+    each message made unique by its conversation and rank: every one needs its own vector."""
+    from nlu.datasets import load_rasa_yaml
+
+    pool = [text for text, _ in load_rasa_yaml(ROOT / "tests" / "data" / "nlu_heldout.yml")]
+    with (ROOT / "tests" / "data" / "out_of_scope.csv").open(encoding="utf-8") as file:
+        pool += [row["text"] for row in csv.DictReader(file)]
+    random.Random(7).shuffle(pool)
+    return lambda conversation, n: f"{pool[n % len(pool)]} ({conversation}.{n})"
+
+
+async def encoder_cost(workdir: Path, args: argparse.Namespace) -> list[Row]:
+    rows = []
+    message = varied_messages()
+    for encoder in ("none", "use-multilingual-3"):
+        config = config_copy(workdir / f"config-encoder-{encoder}", webchat=LIMITS, email={"enabled": False})
+        guichet = GuichetProcess(
+            config,
+            workdir / f"data-encoder-{encoder}",
+            free_port(),
+            env={"GUICHET_NLU_ENCODER": encoder},
+        )
+        guichet.start(timeout=120)
+        try:
+            guichet.wait_for_model(timeout=600)  # a first training with vectors takes a minute
+            label = "Guichet REST, " + ("words only" if encoder == "none" else f"with {encoder}")
+            result = await closed_loop(
+                [guichet.url], "rest", args.conversations // 4 or 1, args.seconds, label, message
+            )
+            peak = peak_mb(guichet.process.pid) if guichet.process is not None else None
+        finally:
+            guichet.stop()
+        rows.append(row_of(f"{label} ({peak or 0:.0f} MB)", result))
+    return rows
+
+
 def table(title: str, rows: list[Row]) -> None:
     print(f"\n{title}\n  {'':<38} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for r in rows:
@@ -213,7 +258,22 @@ async def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--conversations", type=int, default=48, help="in all, a quarter per kind")
     parser.add_argument("--no-rasa", action="store_true", help="skip the comparison with Rasa")
+    parser.add_argument(
+        "--encoder-cost",
+        action="store_true",
+        help="only: the REST channel with and without the sentence encoder",
+    )
     args = parser.parse_args()
+    if args.encoder_cost:
+        with tempfile.TemporaryDirectory(prefix="guichet-load-") as directory:
+            rows = await encoder_cost(Path(directory), args)
+        table("The REST channel, varied messages, with and without the sentence encoder:", rows)
+        words, vectors = rows
+        print(
+            f"\n  with the encoder: {vectors.rate / words.rate:.2f}× the messages per second; "
+            f"p50 {vectors.p50:.1f} ms vs {words.p50:.1f} ms, p99 {vectors.p99:.1f} ms vs {words.p99:.1f} ms"
+        )
+        return 0
     desk = Desk()
     await desk.start()
     summary: dict[str, Any] = {}

@@ -138,9 +138,15 @@ async def rest_conversation(
 
 
 async def closed_loop(
-    urls: list[str], transport: str, conversations: int, seconds: float, label: str
+    urls: list[str],
+    transport: str,
+    conversations: int,
+    seconds: float,
+    label: str,
+    message: Callable[[int, int], str] | None = None,
 ) -> Result:
-    """Every conversation sends its next message as soon as the reply to the previous one came."""
+    """Every conversation sends its next message as soon as the reply to the previous one came.
+    `message(conversation, n)` gives the n-th message of a conversation (default: MESSAGES in turn)."""
     result = Result(label)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -153,9 +159,10 @@ async def closed_loop(
             for n in itertools.count(offset):
                 if time.monotonic() >= deadline:
                     return
+                text = MESSAGES[n % len(MESSAGES)] if message is None else message(offset, n)
                 started = time.perf_counter()
                 try:
-                    await send(MESSAGES[n % len(MESSAGES)])
+                    await send(text)
                     result.latencies.append(time.perf_counter() - started)
                 except (RuntimeError, ConnectionError, aiohttp.ClientError, TimeoutError):
                     result.errors += 1
