@@ -78,6 +78,24 @@ class FakeTelegram:
                 ) from None
         return self.sent
 
+    async def wait_quiet(self, quiet: float = 0.3, seconds: float = 15.0) -> list[dict[str, Any]]:
+        """The messages sent once none has come for `quiet` seconds: every reply of a turn is
+        out (an article comes first, its "did this help?" buttons just after)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        async with self._changed:
+            while True:
+                count = len(self.sent)
+
+                def more(seen: int = count) -> bool:
+                    return len(self.sent) > seen
+
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(more), quiet)
+                except TimeoutError:
+                    return self.sent
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"the bot never fell quiet: {len(self.sent)} messages sent")
+
     async def queue_update(self, update: dict[str, Any]) -> None:
         async with self._changed:
             self.updates.append(update)

@@ -264,14 +264,18 @@ def test_the_desk_turns_it_on_in_guichet_yml(tmp_path: Path) -> None:
     shutil.copytree(SAMPLE_CONFIG, config)
     settings_file = config / "guichet.yml"
     text = settings_file.read_text(encoding="utf-8")
-    line = "  encoder: ${GUICHET_NLU_ENCODER:-none}\n"
+    line = "  encoder: ${GUICHET_NLU_ENCODER:-use-multilingual-3}\n"
     assert line in text
-    settings_file.write_text(text.replace(line, "  encoder: use-multilingual-3\n"), encoding="utf-8")
-    assert intent_encoder(load_configuration(config, environ={}).settings) == USE_MULTILINGUAL
-    # the sample leaves it off, and the environment can turn it on
-    assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ={}).settings) == ""
-    on = {"GUICHET_NLU_ENCODER": USE_MULTILINGUAL}
-    assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ=on).settings) == USE_MULTILINGUAL
+    settings_file.write_text(text.replace(line, "  encoder: none\n"), encoding="utf-8")
+    assert intent_encoder(load_configuration(config, environ={}).settings) == ""
+    # the sample turns it on, and the environment can turn it off
+    assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ={}).settings) == USE_MULTILINGUAL
+    off = {"GUICHET_NLU_ENCODER": "none"}
+    assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ=off).settings) == ""
+    # a guichet.yml that does not name it (a desk's own, or none at all): words only
+    assert "nlu:\n" + line in text
+    settings_file.write_text(text.replace("nlu:\n" + line, ""), encoding="utf-8")
+    assert intent_encoder(load_configuration(config, environ={}).settings) == ""
 
     settings_file.write_text(text.replace(line, "  encoder: bert-large\n"), encoding="utf-8")
     result = check(config)
