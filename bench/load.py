@@ -43,6 +43,7 @@ from bench.channels import (  # noqa: E402
     chat_load,
     level2_receiver,
     smtp_load,
+    telegram_chat,
     telegram_mimic,
     telegram_poster,
 )
@@ -139,7 +140,7 @@ async def mixed(
             telegram_poster(urls),
             args.seconds,
             quarter,
-            lambda i: str(50_000 + i),
+            telegram_chat,  # the chat ids the poster writes from
         ),
         # Each connection waits for the automatic reply before its next mail, like the others.
         smtp_load(ports, desk.relay, f"{label} SMTP", args.seconds, quarter, wait_reply=True),
