@@ -25,6 +25,9 @@ from nlu.kb import Article
 from nlu.text import STOPWORDS, stem, words
 
 if TYPE_CHECKING:  # NumPy and the encoder: only for a desk that turns the encoder on
+    import numpy as np
+    from numpy.typing import NDArray
+
     from nlu.encoder import FloatArray, SentenceEncoder
 
 # The vectors' cosine read as an article score: at or below _FLOOR nothing, from _SURE fully
@@ -139,11 +142,21 @@ class KnowledgeBase:
             for question in (article.title, *article.questions):
                 by_language[article.language].append((key, question))
         self._indexes = {lang: Index.build(docs, content_only=True) for lang, docs in by_language.items()}
-        # Each title and question as a sentence vector, by language: one batch per rebuild.
-        self._vectors: dict[str, tuple[list[str], FloatArray]] = {}
+        # Each title and question as a sentence vector, by language: one batch per rebuild. An
+        # article's rows are consecutive (listed article by article above): its keys once, and
+        # where each article's rows start, give its best cosine in one reduction.
+        self._vectors: dict[str, tuple[list[str], NDArray[np.int64], FloatArray]] = {}
         if encoder is not None:
+            import numpy as np
+
             for lang, docs in by_language.items():
-                self._vectors[lang] = ([key for key, _ in docs], encoder.encode([q for _, q in docs]))
+                keys = [key for key, _ in docs]
+                starts = [i for i, key in enumerate(keys) if i == 0 or key != keys[i - 1]]
+                self._vectors[lang] = (
+                    [keys[i] for i in starts],
+                    np.array(starts, dtype=np.int64),
+                    encoder.encode([q for _, q in docs]),
+                )
 
     @property
     def languages(self) -> list[str]:
@@ -165,11 +178,11 @@ class KnowledgeBase:
             return []
         scores = self._indexes[lang].best_by_label(features(text, content_only=True))
         if vectors and self.encoder is not None and lang in self._vectors:
-            keys, matrix = self._vectors[lang]
-            cosines: dict[str, float] = {}
-            for key, cosine in zip(keys, (matrix @ self.encoder.encode([text])[0]).tolist(), strict=True):
-                cosines[key] = max(cosine, cosines.get(key, -1.0))
-            for key, cosine in cosines.items():
+            import numpy as np
+
+            keys, starts, matrix = self._vectors[lang]
+            best = np.maximum.reduceat(matrix @ self.encoder.encode([text])[0], starts)
+            for key, cosine in zip(keys, best.tolist(), strict=True):
                 scores[key] = _blend(scores.get(key, 0.0), cosine)
         matches = []
         for key, score in sorted(scores.items(), key=lambda kv: -kv[1])[:limit]:

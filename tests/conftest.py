@@ -46,8 +46,8 @@ def sample_configuration() -> Configuration:
 MODEL_DIR = Path(tempfile.gettempdir()) / f"guichet-test-models-{os.getuid()}"
 
 
-def configuration_for(tmp_path: Path, **overrides: object) -> Configuration:
-    """The sample configuration, with its store in tmp_path and HTTP on a free port."""
+def configuration_for(tmp_path: Path, config_dir: Path = SAMPLE_CONFIG, **overrides: object) -> Configuration:
+    """The sample configuration (or another), with its store in tmp_path and HTTP on a free port."""
     environ = {
         "GUICHET_DATA_DIR": str(tmp_path / "data"),
         "GUICHET_HTTP_PORT": "0",
@@ -55,7 +55,7 @@ def configuration_for(tmp_path: Path, **overrides: object) -> Configuration:
         "GUICHET_MODEL_DIR": str(MODEL_DIR),
     }
     environ.update({k: str(v) for k, v in overrides.items()})
-    return load_configuration(SAMPLE_CONFIG, environ=environ)
+    return load_configuration(config_dir, environ=environ)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from nlu.engine import BuiltinEngine
 from nlu.kb import Article
 from nlu.retrieval import KnowledgeBase
 from nlu.training_data import TrainingData
-from tests.conftest import SAMPLE_CONFIG
+from tests.conftest import SAMPLE_CONFIG, configuration_for
 from tests.test_config_check import check
 
 DATA = Path(__file__).parent / "data"
@@ -70,14 +70,12 @@ async def test_paraphrases_get_the_article_of_what_was_understood(guichet: Guich
     assert len(lines) >= 400
     replies = await _first_replies(guichet, [text for text, _ in lines])
 
-    def answered(reply: str) -> str | None:
-        return _answered(reply, articles)
-
     right = sum(
-        answered(reply) == answering[intent] for reply, (_, intent) in zip(replies, lines, strict=True)
+        _answered(reply, articles) == answering[intent]
+        for reply, (_, intent) in zip(replies, lines, strict=True)
     )
     wrong = sum(
-        answered(reply) not in (None, answering[intent])
+        _answered(reply, articles) not in (None, answering[intent])
         for reply, (_, intent) in zip(replies, lines, strict=True)
     )
     # From the words of the articles' questions alone: 37% right at once, 2.8% wrong.
@@ -88,7 +86,7 @@ async def test_paraphrases_get_the_article_of_what_was_understood(guichet: Guich
     with (DATA / "out_of_scope.csv").open(encoding="utf-8") as file:
         outside = [row["text"] for row in csv.DictReader(file)]
     replies = await _first_replies(guichet, outside)
-    misled = sum(answered(reply) is not None for reply in replies)
+    misled = sum(_answered(reply, articles) is not None for reply in replies)
     assert misled <= 0.08 * len(outside), misled / len(outside)
 
 
@@ -121,13 +119,7 @@ async def test_a_desk_of_articles_alone_finds_them_by_meaning_with_the_encoder(t
         intent: a.id for a in load_configuration(config, environ={}).articles for intent in a.answers
     }
     shutil.rmtree(config / "nlu")
-    environ = {
-        "GUICHET_DATA_DIR": str(tmp_path / "data"),
-        "GUICHET_HTTP_PORT": "0",
-        "GUICHET_SMTP_PORT": "0",
-        "GUICHET_NLU_ENCODER": "use-multilingual-3",
-    }
-    configuration = load_configuration(config, environ=environ)
+    configuration = configuration_for(tmp_path, config, GUICHET_NLU_ENCODER="use-multilingual-3")
     assert not configuration.training.intents
     lines: list[tuple[str, str | None]] = [
         (t, answering[i]) for t, i in load_rasa_yaml(DATA / "nlu_heldout.yml") if i in answering
