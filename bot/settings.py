@@ -152,8 +152,12 @@ class NluSettings(_Frozen):
     intent_threshold: float = Field(0.5, ge=0, le=1, description="below it, an intent is out of scope")
     model_dir: str | None = None  # where trained intent models are kept (default: <store.path>/nlu)
     # A sentence encoder beside the word features: paraphrases with no word in common with the
-    # examples are understood (French and English), at a few milliseconds a message.
-    encoder: Literal["none", "use-multilingual-3"] = "none"
+    # examples are understood, at a few milliseconds a message. use-multilingual-3: French and
+    # English. all-minilm-l6-v2: English only, better with few examples (make .venv/.minilm);
+    # use-multilingual-3+all-minilm-l6-v2: both side by side (nlu/encoder.py).
+    encoder: Literal[
+        "none", "use-multilingual-3", "all-minilm-l6-v2", "use-multilingual-3+all-minilm-l6-v2"
+    ] = "none"
     watch_kb_seconds: float = Field(2.0, ge=0, description="how often to look for edited articles; 0: never")
 
 

