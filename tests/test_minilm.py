@@ -92,6 +92,32 @@ def test_a_desk_can_choose_it_and_an_intent_model_learns_from_it() -> None:
     assert classifier.top("paper stuck in the copier")[0] == "printer"
 
 
+def test_the_vote_adds_the_cosine_to_each_best_intent_s_mean_vector(tmp_path: Path) -> None:
+    """With MiniLM, each of the best intents also gains its centroid weight (1) times the cosine
+    of the text's vector to the unit mean of that intent's examples; a model saved before that
+    vote existed (no centroid_weight in its settings) is read as trained without it."""
+    from dataclasses import replace
+
+    taught = {
+        "reset_password": ["I forgot my password", "reset my password please", "my password expired"],
+        "printer": ["the printer is jammed", "printing does not work", "the printer is out of toner"],
+        "vpn": ["the VPN will not connect", "remote access is down", "cannot reach the office network"],
+    }
+    examples = [(text, intent) for intent, texts in taught.items() for text in texts]
+    trained = IntentClassifier.train(examples, settings=Settings(encoder=MINILM, cascade=False))
+    assert trained.settings.centroid_weight == 1.0
+    older = IntentClassifier.load(trained.save(tmp_path / "vote"))
+    older.settings = replace(older.settings, centroid_weight=None)
+    encoder = shared(MINILM)
+    for text in ("my login credentials stopped working", "paper stuck in the copier", "😀😀"):
+        vector = encoder.encode([text])[0]
+        gained = trained.margins(text) - older.margins(text)
+        for j, intent in enumerate(trained.intents):
+            mean = encoder.encode(taught[intent]).sum(axis=0)
+            expected = float(mean @ vector / np.linalg.norm(mean)) if vector.any() else 0.0
+            assert gained[j] == pytest.approx(expected, abs=2e-3), (text, intent)
+
+
 def test_guichet_check_says_when_the_weights_are_not_installed(tmp_path: Path) -> None:
     """A desk that chooses MiniLM on a machine without its weights hears it from `guichet check`
     (and `guichet run`), with the command that installs them, instead of at its first training.
