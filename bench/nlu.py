@@ -19,8 +19,9 @@ Protocol (nothing is tuned on a test set):
 * BANKING77: train → test accuracy of the top intent; 10-shot: the first 10 examples of each
   intent in train's order → the whole test set. HWU64: train → test.
 * Sentence encoders: USE multilingual v3 everywhere; all-MiniLM-L6-v2 (English only) too on the
-  public sets, which are English; its weights (encoder_weight, neighbour_weight) were chosen on
-  CLINC150's and HWU64's validation lines with 10 examples per intent, never on a test set.
+  public sets, which are English; its weights (encoder_weight, centroid_weight) were chosen on
+  CLINC150's and HWU64's validation lines with 10 examples per intent (centroid_weight also
+  with their whole training sets), never on a test set.
 * Training time: wall clock of `IntentClassifier.train` in this process, sentence vectors
   included (2 cores; the machine's load average is printed beside it). Latency: one
   `predict` (the full ranking) per test line, each line the first time it is seen. With
