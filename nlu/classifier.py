@@ -1252,12 +1252,12 @@ class _Neighbours:
         c = np.float32(settings.centroid_weight or 0.0)
         for row in np.flatnonzero(np.abs(vectors).sum(axis=1) > 0).tolist():
             vector = vectors[row]
-            for j in best[row].tolist():
-                if w:
+            if c:  # the voters' means in one product
+                scores[row, best[row]] += c * (self.centroids[best[row]] @ vector)
+            if w:
+                for j in best[row].tolist():
                     near = self.vectors[self.starts[j] : self._ends[j]] @ vector
                     scores[row, j] += w * near.max()
-                if c:
-                    scores[row, j] += c * (self.centroids[j] @ vector)
 
 
 def _fast_above(fast: IntentClassifier, full: IntentClassifier, labels: Sequence[str], cost: float) -> float:
