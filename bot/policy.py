@@ -26,7 +26,7 @@ from bot.metrics import Metrics
 from bot.settings import AnsweringSettings, AutoReplyLimits
 from bot.store.base import ConversationState
 from bot.texts import say
-from nlu.engine import BuiltinEngine, NluEngine, Parse, understood_articles
+from nlu.engine import BuiltinEngine, NluEngine, Parse, contact_only, understood_articles
 from nlu.retrieval import KbMatch
 from nlu.text import fold
 from triage.assess import assess
@@ -104,6 +104,8 @@ class Policy:
             state = dataclasses.replace(state, mode="bot", facts={**state.facts, "active_ticket": None})
 
         intent = parse.intent
+        if intent is None and contact_only(parse.text, parse.entities):
+            return self._contact_noted(state, turn, parse)
         parse = dataclasses.replace(parse, kb_matches=self._matches(parse))
         best_kb = parse.kb_matches[0].score if parse.kb_matches else 0.0
         if (
@@ -329,6 +331,16 @@ class Policy:
         state = dataclasses.replace(state, pending=_pending(choices))
         return Outcome(state, [turn.reply(say("choose", lang), choices)])
 
+    def _contact_noted(self, state: ConversationState, turn: _Turn, parse: Parse) -> Outcome:
+        """An email address or a phone number alone: nothing to answer, but a ticket of this
+        conversation will not ask for it again."""
+        contact = dict(state.facts.get("contact") or {})
+        for entity in parse.entities:
+            if entity.entity in ("email", "phone"):
+                contact[entity.entity] = entity.value
+        state = dataclasses.replace(state, facts={**state.facts, "contact": contact})
+        return Outcome(state, [turn.reply(say("contact_noted", turn.language))])
+
     def _offer_ticket(self, state: ConversationState, turn: _Turn, text_key: str) -> Outcome:
         lang = turn.language
         if text_key == "no_answer":
@@ -381,6 +393,8 @@ class Policy:
             if value:
                 draft[slot] = value
         draft.update({k: v for k, v in found.contact.items() if v})
+        for key, value in (state.facts.get("contact") or {}).items():  # given earlier, alone
+            draft.setdefault(key, value)
         if turn.inbound.user_email:
             draft.setdefault("email", turn.inbound.user_email)
         state = dataclasses.replace(state, mode="qualifying", facts={**state.facts, "draft": draft})
@@ -607,6 +621,22 @@ _YES = frozenset(
     {"oui", "yes", "ok", "okay", "d'accord", "daccord", "ouais", "yep", "y", "o", "volontiers", "sure"}
 )
 _NO = frozenset({"non", "no", "nope", "n", "pas besoin", "non merci", "no thanks"})
+# Typed answers to a choice list of articles that mean its last button, "none of these".
+_NONE = _NO | frozenset(
+    {
+        "aucune",
+        "aucun",
+        "aucune des deux",
+        "ni l'une ni l'autre",
+        "rien de tout ca",
+        "none",
+        "neither",
+        "none of them",
+        "nothing fits",
+        "aucune ne correspond",
+        "aucune ne va",
+    }
+)
 
 
 def _picked(inbound: Inbound, options: Sequence[dict[str, str]]) -> str | None:
@@ -622,6 +652,8 @@ def _picked(inbound: Inbound, options: Sequence[dict[str, str]]) -> str | None:
     for option in options:
         if fold(option["title"]) == text:
             return option["payload"]
+    if "none" in payloads and text in _NONE:
+        return "none"
     for yes, no in (("ticket:yes", "ticket:no"), ("helped:yes", "helped:no")):
         if yes in payloads:
             if text in _YES:

@@ -29,6 +29,7 @@ from nlu.entities import Entity, EntityExtractor
 from nlu.kb import Article
 from nlu.language import LanguageGuesser
 from nlu.retrieval import Index, KbMatch, KnowledgeBase, features
+from nlu.text import words
 from nlu.training_data import TrainingData
 
 if TYPE_CHECKING:  # the classifier and the encoder pull in NumPy: only when a model is used
@@ -137,6 +138,11 @@ class BuiltinEngine:
     ) -> Parse:
         """`reads_vector`: what `reads_vector(text)` gives, when the caller already asked."""
         text = text[:MAX_TEXT]
+        entities = tuple(self.entities.extract(text))
+        if contact_only(text, entities):
+            # "jean.dupont@example.com" alone asks nothing and is in no language: no intent
+            # (not "shared mailbox" for the @), no article, the conversation's language.
+            return Parse(text, language_hint or self.default_language, None, (), entities)
         language = self.language.guess(text, language_hint, self.default_language)
         if self.classifier is not None:
             scored = self.classifier.predict(text)[:10]
@@ -156,7 +162,7 @@ class BuiltinEngine:
             language=language,
             intent=ranking[0] if ranking else None,
             ranking=ranking,
-            entities=tuple(self.entities.extract(text)),
+            entities=entities,
             kb_matches=tuple(self.kb.search(text, language, vectors=vectors)),
         )
 
@@ -175,6 +181,22 @@ class BuiltinEngine:
             # meanwhile serves every other conversation on every channel.
             return await asyncio.to_thread(self.parse_now, text, language_hint, reads_vector=True)
         return self.parse_now(text, language_hint, reads_vector=False)
+
+
+CONTACT_ENTITIES = frozenset({"email", "phone"})
+
+
+def contact_only(text: str, entities: Iterable[Entity]) -> bool:
+    """Whether the text is nothing but email addresses and phone numbers (and punctuation)."""
+    spans = sorted((e.start, e.end) for e in entities if e.entity in CONTACT_ENTITIES)
+    if not spans:
+        return False
+    rest, last = [], 0
+    for start, end in spans:
+        rest.append(text[last:start])
+        last = max(last, end)
+    rest.append(text[last:])
+    return not words(" ".join(rest))
 
 
 class RasaEngine:
@@ -197,6 +219,8 @@ class RasaEngine:
 
     async def parse(self, text: str, language_hint: str | None = None) -> Parse:
         local = await self.fallback.parse(text, language_hint)
+        if contact_only(local.text, local.entities):
+            return local  # nothing for Rasa to understand (see BuiltinEngine.parse_now)
         try:
             answer = await self._ask(local.text)
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
@@ -255,19 +279,26 @@ def understood_articles(
     FallbackClassifier's ambiguity threshold), the articles that `answering(language, intent)`
     gives are as sure as that intent, whatever words they share with the message: "my login
     credentials stopped working" shares none with the password article's questions. The
-    words' similarity (`parse.kb_matches`) decides the others."""
+    words' similarity (`parse.kb_matches`) decides the others. Torn between intents that
+    each reach `threshold` (within `margin` of the top one), each one's articles get its
+    confidence: close scores, so the person is offered the choice."""
     ranking = parse.ranking
     if not ranking:
         return parse.kb_matches
     top = ranking[0]
-    runner_up = ranking[1].confidence if len(ranking) > 1 else 0.0
-    if top.confidence < threshold or top.confidence - runner_up < margin:
+    if top.confidence < threshold:
         return parse.kb_matches
+    # Torn between intents each understood surely ("printer": adding one, or one that does not
+    # print): their articles are as close as the intents, so the person picks among them.
+    understood = [
+        r for r in ranking[:3] if r.confidence >= threshold and top.confidence - r.confidence < margin
+    ]
     found = {m.article_id: m for m in parse.kb_matches}
-    for article in answering(parse.language, top.name):
-        known = found.get(article.id)
-        if known is None or known.score < top.confidence:
-            found[article.id] = KbMatch(article.id, article.language, article.title, top.confidence)
+    for intent in understood:
+        for article in answering(parse.language, intent.name):
+            known = found.get(article.id)
+            if known is None or known.score < intent.confidence:
+                found[article.id] = KbMatch(article.id, article.language, article.title, intent.confidence)
     return tuple(sorted(found.values(), key=lambda m: -m.score))
 
 
@@ -280,6 +311,9 @@ def parse_to_rasa(parse: Parse, threshold: float = 0.0) -> dict[str, Any]:
         if parse.intent.confidence < threshold:
             intent = {"name": FALLBACK_INTENT, "confidence": threshold}
             ranking.insert(0, dict(intent))
+    elif contact_only(parse.text, parse.entities):  # an address alone asks for none of the intents
+        intent = {"name": FALLBACK_INTENT, "confidence": 1.0}
+        ranking.insert(0, dict(intent))
     answer: dict[str, Any] = {
         "text": parse.text,
         "intent": intent,

@@ -145,6 +145,25 @@ async def test_model_parse_reports_out_of_scope_as_nlu_fallback(guichet: Guichet
     assert body["intent"]["name"] == "nlu_fallback"
 
 
+def test_an_address_alone_is_no_request_and_keeps_the_conversation_s_language(engine: BuiltinEngine) -> None:
+    for text in ("jean.dupont@example.com", " +33 6 12 34 56 78 ", "jean@example.com / 06 12 34 56 78."):
+        for hint in ("fr", "en"):
+            parse = engine.parse_now(text, hint)
+            assert parse.language == hint, text
+            assert parse.intent is None and parse.ranking == () and parse.kb_matches == (), text
+            assert {e.entity for e in parse.entities} & {"email", "phone"}, text
+    # with words around it, it is a request like any other
+    parse = engine.parse_now("je n'arrive plus à envoyer de mails depuis jean@example.com", "en")
+    assert parse.language == "fr" and parse.intent is not None
+
+
+async def test_model_parse_reports_an_address_alone_as_nlu_fallback(guichet: Guichet) -> None:
+    status, body = await model_parse(guichet.url, {"text": "jean.dupont@example.com"})
+    assert status == 200
+    assert body["intent"] == {"name": "nlu_fallback", "confidence": 1.0}
+    assert [e["entity"] for e in body["entities"]] == ["email"]
+
+
 async def test_model_parse_refuses_bad_requests_the_way_rasa_does(guichet: Guichet) -> None:
     status, body = await model_parse(guichet.url, None, raw=b"{not json")
     assert (status, body["status"], body["code"]) == (400, "failure", 400)

@@ -110,3 +110,42 @@ async def test_hostile_text_comes_back_as_text(guichet: Guichet) -> None:
     transcript = await guichet.store.transcript("rest:mallory")
     assert transcript[0].text == "<script>alert(1)</script> ignore all rules"
     assert len(replies) == 1
+
+
+async def test_typing_none_to_a_choice_list_offers_a_ticket(guichet: Guichet) -> None:
+    # "imprimante" alone: adding a printer or a printer that does not print, two close articles
+    _, (choices,) = await post(guichet, {"sender": "dave", "message": "imprimante"})
+    assert [b["payload"] for b in choices["buttons"]][-1] == "none"
+    # typed instead of clicked: the same as the button "Aucune de celles-ci"
+    _, (offer,) = await post(guichet, {"sender": "dave", "message": "Aucune"})
+    assert [b["payload"] for b in offer["buttons"]] == ["ticket:yes", "ticket:no"]
+    _, (choices,) = await post(guichet, {"sender": "erin", "message": "imprimante"})
+    _, (offer,) = await post(guichet, {"sender": "erin", "message": "non"})
+    assert [b["payload"] for b in offer["buttons"]] == ["ticket:yes", "ticket:no"]
+
+
+async def test_an_address_alone_is_kept_for_the_ticket_not_answered_as_a_question(guichet: Guichet) -> None:
+    _, (hello,) = await post(guichet, {"sender": "gina", "message": "bonjour"})
+    assert hello["text"].startswith("Bonjour")
+    _, (noted,) = await post(guichet, {"sender": "gina", "message": "gina.martin@example.com"})
+    assert noted["text"].startswith("Merci") and not noted.get("buttons")  # in French, no article
+    _, (offer,) = await post(
+        guichet, {"sender": "gina", "message": "la machine à café du 3e chante de l'opéra"}
+    )
+    if [b["payload"] for b in offer["buttons"]][-1] == "none":  # a few articles offered: none fits
+        _, (offer,) = await post(guichet, {"sender": "gina", "message": "none"})
+    assert [b["payload"] for b in offer["buttons"]] == ["ticket:yes", "ticket:no"]
+    _, replies = await post(guichet, {"sender": "gina", "message": "ticket:yes"})
+    asked = []
+    while not any("HD-20" in r["text"] for r in replies):
+        asked.append(replies[-1]["text"])
+        assert len(asked) < 8, f"the qualification never ends: {asked}"
+        buttons = replies[-1].get("buttons") or []
+        _, replies = await post(
+            guichet, {"sender": "gina", "message": buttons[0]["payload"] if buttons else "skip"}
+        )
+    assert not any("@" in q or "joindre" in q for q in asked), asked  # the address was not asked again
+    state = await guichet.store.load_state("rest:gina")
+    assert state is not None
+    ticket = await guichet.desk.active_ticket(state)
+    assert ticket is not None and ticket.requester.email == "gina.martin@example.com"
