@@ -31,7 +31,7 @@ from nlu.retrieval import KbMatch
 from nlu.text import fold
 from triage.assess import assess
 from triage.config import TriageSettings
-from triage.slots import missing, parse_answer, question
+from triage.slots import corrected, missing, parse_answer, question
 
 log = logging.getLogger("guichet.policy")
 
@@ -419,6 +419,11 @@ class Policy:
             _set(draft, slot, answer.value)
         elif answer.kind == "correct" and answer.slot:
             _set(draft, answer.slot, answer.value)
+            # Said back, so the person sees the change was taken before the question comes again.
+            state = dataclasses.replace(state, facts={**state.facts, "draft": draft})
+            outcome = await self._next_question(state, turn, parse)
+            noted = turn.reply(corrected(answer.slot, answer.value, turn.language))
+            return Outcome(outcome.state, [noted, *outcome.replies], outcome.effects)
         elif answer.kind == "skip":
             draft["skipped"] = [*draft.get("skipped", []), slot]
         else:  # unclear: ask again once, then move on rather than trap the person

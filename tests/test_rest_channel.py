@@ -149,3 +149,21 @@ async def test_an_address_alone_is_kept_for_the_ticket_not_answered_as_a_questio
     assert state is not None
     ticket = await guichet.desk.active_ticket(state)
     assert ticket is not None and ticket.requester.email == "gina.martin@example.com"
+
+
+async def test_a_correction_during_the_questions_is_said_back(guichet: Guichet) -> None:
+    _, (offer,) = await post(
+        guichet, {"sender": "hugo", "message": "la machine à café du 3e chante de l'opéra"}
+    )
+    if [b["payload"] for b in offer["buttons"]][-1] == "none":
+        _, (offer,) = await post(guichet, {"sender": "hugo", "message": "none"})
+    _, replies = await post(guichet, {"sender": "hugo", "message": "ticket:yes"})
+    _, replies = await post(guichet, {"sender": "hugo", "message": "depuis hier"})  # since when
+    assert replies[-1]["text"].startswith("Qui est touché"), replies[-1]["text"]
+    _, replies = await post(guichet, {"sender": "hugo", "message": "juste moi"})
+    asked = replies[-1]["text"]  # how blocked: the correction is of the question before
+    _, replies = await post(guichet, {"sender": "hugo", "message": "en fait c'est toute l'équipe"})
+    assert replies[0]["text"] == "C'est noté : Personnes touchées → Mon équipe."
+    assert replies[-1]["text"] == asked  # then the question it interrupted, again
+    state = await guichet.store.load_state("rest:hugo")
+    assert state is not None and state.facts["draft"]["impact"] == "team"

@@ -162,6 +162,7 @@ def configuration(
     env = {
         "GUICHET_DATA_DIR": str(tmp_path / "data"),
         "GUICHET_HTTP_PORT": "0",
+        "GUICHET_SMTP_PORT": "0",  # not the sample's 2525: a Guichet may run on this machine
         "GUICHET_MODEL_DIR": str(MODEL_DIR),
         "GUICHET_SLACK_BOT_TOKEN": BOT_TOKEN,
         "GUICHET_SLACK_SIGNING_SECRET": SIGNING_SECRET,

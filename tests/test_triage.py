@@ -13,7 +13,7 @@ from triage.config import TriageSettings
 from triage.priority import priority
 from triage.recurring import PastTicket, relate
 from triage.sla import business_minutes_between, deadlines, in_business_hours
-from triage.slots import missing, parse_answer, question, summary
+from triage.slots import corrected, missing, parse_answer, question, summary
 
 PARIS = ZoneInfo("Europe/Paris")
 SETTINGS = TriageSettings()
@@ -90,6 +90,9 @@ def test_answers_in_free_text_or_choices_skip_cancel_and_corrections() -> None:
     assert (correction.kind, correction.slot, correction.value) == ("correct", "impact", "team")
     email = parse_answer("device", "actually my email is bob@example.com", "en")
     assert (email.kind, email.slot, email.value) == ("correct", "contact", {"email": "bob@example.com"})
+    # said back to the person, in their language
+    assert corrected("impact", "team", "fr") == "C'est noté : Personnes touchées → Mon équipe."
+    assert corrected("contact", {"email": "bob@example.com"}, "en") == "Noted: Email → bob@example.com."
 
 
 def test_the_dialogue_asks_only_for_what_it_does_not_know() -> None:

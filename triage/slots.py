@@ -148,6 +148,16 @@ def parse_answer(slot: str, text: str, language: str) -> Answer:
     return Answer("value", text.strip())
 
 
+def corrected(slot: str, value: Any, language: str) -> str:
+    """What a correction changed, said back: "C'est noté : Personnes touchées → Mon équipe."."""
+    lang = language if language in ("fr", "en") else "en"
+    if isinstance(value, Mapping):  # a contact: an email or a phone number
+        changes = [f"{LABELS[k][lang]} → {v}" for k, v in value.items() if v and k in LABELS]
+    else:
+        changes = [f"{LABELS[slot][lang]} → {label(str(value), slot, lang)}"]
+    return ("C'est noté : " if lang == "fr" else "Noted: ") + ", ".join(changes) + "."
+
+
 def summary(known: Mapping[str, Any], language: str) -> str:
     """One paragraph for level 2 and for the person's confirmation."""
     lang = language if language in ("fr", "en") else "en"
