@@ -184,9 +184,15 @@ def shell(config_dir: Path, engine: str) -> int:
                 # sentence vectors with the encoder), and the articles of a sure intent.
                 words = {m.article_id: m.score for m in parse.kb_matches}
                 matched = "words" if builtin.kb.encoder is None else "words+vector"
-                for m in desk_articles(parse, builtin, answering)[:3]:
+                offered = desk_articles(parse, builtin, answering)
+                for m in offered[:3]:
                     why = matched if words.get(m.article_id) == m.score else "intent"
                     print(f"  article    {m.article_id} ({m.score:.2f}, {why}) {m.title}")
+                # Close in words, but the answer to an intent the model finds unlikely.
+                kept = {m.article_id for m in offered}
+                for m in parse.kb_matches[:3]:
+                    if m.article_id not in kept and m.score >= answering.suggest_threshold:
+                        print(f"  set aside  {m.article_id} ({m.score:.2f}, {matched}): another intent")
         finally:
             if rasa is not None:
                 await rasa.close()

@@ -13,6 +13,7 @@ without buttons.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import re
@@ -483,7 +484,15 @@ def desk_articles(parse: Parse, builtin: BuiltinEngine, settings: AnsweringSetti
         builtin.answering,
         threshold=max(settings.intent_answer_threshold, builtin.intent_threshold or 0.0),
         margin=settings.intent_answer_margin,
+        intents_of=functools.partial(_intents_of, builtin),
     )
+
+
+def _intents_of(builtin: BuiltinEngine, match: KbMatch) -> tuple[str, ...]:
+    """The intents of the model that a match's article answers (none: the words alone judge it)."""
+    article = builtin.article(match.language, match.article_id)
+    known = builtin.intent_names
+    return tuple(i for i in article.answers if i in known) if article is not None else ()
 
 
 def ladder(matches: Sequence[KbMatch], settings: AnsweringSettings) -> tuple[str, list[KbMatch]]:

@@ -272,7 +272,12 @@ def rasa_to_parse_fields(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def understood_articles(
-    parse: Parse, answering: Callable[[str, str], list[Article]], *, threshold: float, margin: float
+    parse: Parse,
+    answering: Callable[[str, str], list[Article]],
+    *,
+    threshold: float,
+    margin: float,
+    intents_of: Callable[[KbMatch], Iterable[str]] | None = None,
 ) -> tuple[KbMatch, ...]:
     """The knowledge base's matches for what was understood. When the top intent reaches
     `threshold` and leads the next by `margin` (not torn between two, as Rasa's
@@ -281,7 +286,11 @@ def understood_articles(
     credentials stopped working" shares none with the password article's questions. The
     words' similarity (`parse.kb_matches`) decides the others. Torn between intents that
     each reach `threshold` (within `margin` of the top one), each one's articles get its
-    confidence: close scores, so the person is offered the choice."""
+    confidence: close scores, so the person is offered the choice. With `intents_of` (the
+    intents of the model a match's article answers), an article that answers only intents the
+    model finds unlikely (below `threshold` - `margin`), when it is sure of one, is no answer
+    whatever its words: "excel plante" is a crash, which no article answers, not a file to
+    restore."""
     ranking = parse.ranking
     if not ranking:
         return parse.kb_matches
@@ -293,7 +302,12 @@ def understood_articles(
     understood = [
         r for r in ranking[:3] if r.confidence >= threshold and top.confidence - r.confidence < margin
     ]
-    found = {m.article_id: m for m in parse.kb_matches}
+    plausible = {r.name for r in ranking if r.confidence >= threshold - margin}
+    found = {
+        m.article_id: m
+        for m in parse.kb_matches
+        if intents_of is None or not (answers := set(intents_of(m))) or answers & plausible
+    }
     for intent in understood:
         for article in answering(parse.language, intent.name):
             known = found.get(article.id)

@@ -194,3 +194,13 @@ def test_an_article_added_is_found_by_meaning_without_retraining() -> None:
     # ... which its words alone would not have answered
     words = engine.kb.search(paraphrase, "en", vectors=False)
     assert not words or words[0].article_id != "coffee-machine" or words[0].score < 0.5, words
+
+
+async def test_a_request_understood_surely_gets_no_article_of_another_intent(guichet: Guichet) -> None:
+    # A crash, which no article of the sample answers: not the article whose words are closest
+    # (file restore for "excel", Outlook not receiving mail for "Outlook").
+    articles = guichet.configuration.articles
+    replies = await _first_replies(
+        guichet, ["excel plante", "Outlook se ferme tout seul au démarrage", "teams crashes all the time"]
+    )
+    assert [_answered(reply, articles) for reply in replies] == [None, None, None]

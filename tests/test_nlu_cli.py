@@ -72,5 +72,9 @@ def test_the_shell_shows_which_article_the_desk_would_answer_and_why(tmp_path: P
     assert result.returncode == 0, result.stderr
     articles = re.findall(r"article\s+(\S+) \([\d.]+, ([\w+]+)\)", result.stdout)
     assert articles[0] == ("vpn-slow-disconnects", "intent")
-    # found by its questions' words (and their sentence vectors: the sample turns them on)
-    assert ("vpn-cannot-connect", "words+vector") in articles or ("vpn-cannot-connect", "words") in articles
+    # close by its questions' words (and their sentence vectors: the sample turns them on), but
+    # the answer to another intent, one the model finds unlikely: shown as set aside, not offered
+    assert "vpn-cannot-connect" not in dict(articles)
+    assert re.search(
+        r"set aside\s+vpn-cannot-connect \([\d.]+, words(\+vector)?\): another intent", result.stdout
+    )
