@@ -216,10 +216,10 @@ class Policy:
         articles = [(m, self.builtin.article(m.language, m.article_id)) for m in matches]
         if confident and articles[0][1] is not None:
             article = articles[0][1]
-            parts += [say("email_article", lang), f"{article.title}\n\n{article.body}"]
+            parts += [say("email_article", lang), f"{article.title}\n\n{for_mail(article.body)}"]
         elif articles:
             parts.append(say("email_articles", lang))
-            parts += [f"• {a.title}\n{_excerpt(a.body)}" for _, a in articles if a is not None]
+            parts += [f"• {a.title}\n{_excerpt(for_mail(a.body))}" for _, a in articles if a is not None]
         parts += [r.text for r in opened.replies]
         footer = "email_footer" if confident else "email_footer_plain"
         parts.append(say(footer, lang, number=number, organisation=self.organisation))
@@ -600,6 +600,16 @@ _NUMBER_IN_TEXT = re.compile(r"\b[A-Z]{2,5}-\d{4}-\d{4,8}\b")
 def _asks_status(text: str) -> bool:
     """A short mail whose own words (not the subject) quote a ticket number: "where is it?"."""
     return _NUMBER_IN_TEXT.search(text) is not None and len(text.split()) <= 12
+
+
+# An article's line telling a chat to reply "ticket": by mail the ticket is already open, and
+# the footer says how to add to it.
+_REPLY_TICKET = re.compile(r"répondez « ticket »|reply \"ticket\"|reply 'ticket'", re.IGNORECASE)
+
+
+def for_mail(body: str) -> str:
+    """An article's text for an automatic reply by mail: without the chat's "reply ticket"."""
+    return "\n".join(line for line in body.splitlines() if not _REPLY_TICKET.search(line)).strip()
 
 
 def _excerpt(body: str, limit: int = 300) -> str:

@@ -137,6 +137,8 @@ async def test_a_whole_conversation_by_email(desk: Desk) -> None:
     body = message.get_content()
     assert "Bonjour Ana Martin" in body and "Nous avons bien reçu" in body
     assert "mot de passe" in body.lower() and number.group(0) in body
+    # the article's chat line "répondez « ticket »" is left out: this ticket is open already
+    assert "« ticket »" not in body and "répondez simplement à ce message" in body
     assert not message.is_multipart()  # short text, no copy of the original
     (created,) = await desk.receiver.arrived("ticket.created")
     assert created["ticket"]["number"] == number.group(0)
@@ -409,3 +411,18 @@ async def test_automatic_replies_are_capped_in_all(tmp_path: Path, receiver: Rec
     finally:
         await app.stop()
         await sink.stop()
+
+
+def test_articles_sent_by_mail_lose_only_the_chat_s_reply_ticket_line() -> None:
+    from bot.config import load_configuration
+    from bot.policy import for_mail
+    from tests.conftest import SAMPLE_CONFIG
+
+    articles = load_configuration(SAMPLE_CONFIG, environ={}).articles
+    chat_lines = 0
+    for article in articles:
+        lines, kept = article.body.splitlines(), for_mail(article.body).splitlines()
+        chat_lines += len(lines) - len(kept)
+        assert not any("« ticket »" in line or 'reply "ticket"' in line for line in kept), article.id
+        assert len(lines) - len(kept) <= 2, article.id  # those lines only: the rest stays
+    assert chat_lines >= len(articles) * 0.8  # most sample articles end with one
