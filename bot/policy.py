@@ -306,9 +306,22 @@ class Policy:
         step, chosen = ladder(matches, self.answering)
         if step == "answer":
             return self._article(state, turn, chosen[0].article_id, chosen[0].language)
-        if step == "choose":
-            return self._choose(state, turn, chosen)
+        offered = {m.article_id: m for m in (*self._probable(parse, turn.language), *chosen)}
+        if offered:
+            return self._choose(state, turn, list(offered.values())[: self.answering.max_suggestions])
         return self._offer_ticket(state, turn, "no_answer")
+
+    def _probable(self, parse: Parse, language: str) -> list[KbMatch]:
+        """The articles of the intents that are likely but not sure enough to answer at once,
+        most likely first: the words of "mon mdp marche pu" are closest to the VPN article;
+        the intent model finds a forgotten or an expired password likely."""
+        floor = self.answering.intent_suggest_threshold
+        found = []
+        for intent in parse.ranking[:3]:
+            if intent.confidence >= floor:
+                for article in self.builtin.answering(language, intent.name):
+                    found.append(KbMatch(article.id, article.language, article.title, intent.confidence))
+        return found
 
     def _article(self, state: ConversationState, turn: _Turn, article_id: str, language: str) -> Outcome:
         article = self.builtin.article(language, article_id)

@@ -137,11 +137,16 @@ class AnsweringSettings(_Frozen):
     # calibrated confidence) is as sure as that intent, whatever words it shares with the message.
     intent_answer_threshold: float = Field(0.7, ge=0, le=1)
     intent_answer_margin: float = Field(0.1, ge=0, le=1)  # ... and ahead of the next intent by this
+    # Not that sure (below the out-of-scope threshold), but at least this likely: the intent's
+    # articles come first in the choice list, never answered at once ("mon mdp marche pu").
+    intent_suggest_threshold: float = Field(0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> AnsweringSettings:
         if self.suggest_threshold > self.answer_threshold:
             raise ValueError("suggest_threshold must not be above answer_threshold")
+        if self.intent_suggest_threshold > self.intent_answer_threshold:
+            raise ValueError("intent_suggest_threshold must not be above intent_answer_threshold")
         return self
 
 

@@ -204,3 +204,17 @@ async def test_a_request_understood_surely_gets_no_article_of_another_intent(gui
         guichet, ["excel plante", "Outlook se ferme tout seul au démarrage", "teams crashes all the time"]
     )
     assert [_answered(reply, articles) for reply in replies] == [None, None, None]
+
+
+async def test_likely_intents_not_sure_enough_are_offered_to_choose_first(guichet: Guichet) -> None:
+    # Below the out-of-scope threshold, a forgotten or an expired password is still likely; by
+    # their words alone the VPN and keyboard articles came first ("marche").
+    async with aiohttp.ClientSession() as http:
+        url = f"{guichet.url}/webhooks/rest/webhook"
+        async with http.post(url, json={"sender": "ivan", "message": "mon mdp marche pu"}) as answer:
+            (choice,) = await answer.json()
+    offered = [b["payload"] for b in choice["buttons"]]
+    assert offered[:2] == ["article:fr:password-reset", "article:fr:password-expired"], offered
+    assert offered[-1] == "none" and len(offered) <= 4
+    parse = await guichet.engine.parse("mon mdp marche pu", "fr")
+    assert parse.ranking[0].confidence < (guichet.engine.intent_threshold or 0), "not sure: no answer at once"
