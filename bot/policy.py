@@ -105,6 +105,8 @@ class Policy:
             state = dataclasses.replace(state, mode="bot", facts={**state.facts, "active_ticket": None})
 
         intent = parse.intent
+        if _is_cancel(inbound.text):  # with a ticket open, level 2 holds the conversation (above)
+            return Outcome(state, [turn.reply(say("nothing_to_cancel", turn.language))])
         if intent is None and contact_only(parse.text, parse.entities):
             return self._contact_noted(state, turn, parse)
         parse = dataclasses.replace(parse, kb_matches=self._matches(parse))

@@ -127,6 +127,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "did_it_help": {"fr": "Cela a-t-il réglé votre problème ?", "en": "Did this solve your problem?"},
     "helped_yes": {"fr": "Oui, c'est réglé", "en": "Yes, it's solved"},
     "helped_no": {"fr": "Non, pas encore", "en": "No, not yet"},
+    "nothing_to_cancel": {
+        "fr": "D'accord. Aucune demande n'est en cours ici : il n'y a rien à annuler. Que puis-je faire pour vous ?",
+        "en": "All right. No request is open here: there is nothing to cancel. What can I do for you?",
+    },
     "contact_noted": {
         "fr": "Merci, je garde ces coordonnées pour un éventuel ticket. Quelle est votre question ?",
         "en": "Thank you, I'll keep these contact details for a ticket if one is needed. What is your question?",

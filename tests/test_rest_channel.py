@@ -167,3 +167,12 @@ async def test_a_correction_during_the_questions_is_said_back(guichet: Guichet) 
     assert replies[-1]["text"] == asked  # then the question it interrupted, again
     state = await guichet.store.load_state("rest:hugo")
     assert state is not None and state.facts["draft"]["impact"] == "team"
+
+
+async def test_cancel_with_nothing_open_says_so_instead_of_offering_a_ticket(guichet: Guichet) -> None:
+    _, (reply,) = await post(guichet, {"sender": "jules", "message": "annuler"})
+    assert reply["text"].startswith("D'accord. Aucune demande n'est en cours ici") and not reply.get(
+        "buttons"
+    )
+    state = await guichet.store.load_state("rest:jules")
+    assert state is not None and not state.facts.get("tickets")
