@@ -289,6 +289,17 @@ class Guichet:
         Training runs in a thread: the event loop keeps serving (with example similarity for
         intents) while a new configuration's model is being trained.
         """
+        from bot.nlu_model import is_trained
+
+        training = self.configuration.training
+        if len(training.intents) >= 2 and not is_trained(
+            training, model_dir(self.settings), intent_encoder(self.settings)
+        ):
+            # The first start with this data: said, so that nobody judges the bot meanwhile.
+            log.info(
+                "training the intent model on this configuration's examples (once, usually under a "
+                "minute); until it is ready, requests are matched by their words alone"
+            )
         model = await asyncio.to_thread(equip, self.engine, self.configuration)
         if model is not None:
             self.nlu_api.intent_threshold = model.threshold

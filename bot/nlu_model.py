@@ -53,6 +53,12 @@ def data_hash(examples: Sequence[tuple[str, str]], encoder: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
+def is_trained(training: TrainingData, model_dir: Path, encoder: str = "") -> bool:
+    """Whether load_or_train will find this data's model on disk (no training needed)."""
+    examples = examples_of(training)
+    return (model_dir / f"intents-{data_hash(examples, encoder)}.json").exists()
+
+
 def load_or_train(
     training: TrainingData,
     model_dir: Path,

@@ -194,9 +194,6 @@ class Policy:
             : settings.max_suggestions
         ]
         self.metrics.confidence.labels(EMAIL).observe(parse.kb_matches[0].score if parse.kb_matches else 0.0)
-        if not matches:
-            self.metrics.unanswered.labels(EMAIL, lang).inc()
-            state = dataclasses.replace(state, facts={**state.facts, UNANSWERED: description})
         confident = (
             bool(matches)
             and matches[0].score >= settings.answer_threshold
@@ -204,6 +201,12 @@ class Policy:
         )
         if confident:
             matches = matches[:1]
+        else:  # as in the chat: the likely intents' articles first among those that may help
+            merged = {m.article_id: m for m in (*self._probable(parse, lang), *matches)}
+            matches = list(merged.values())[: settings.max_suggestions]
+        if not matches:
+            self.metrics.unanswered.labels(EMAIL, lang).inc()
+            state = dataclasses.replace(state, facts={**state.facts, UNANSWERED: description})
         suggested = [*state.facts.get("suggested", []), *(m.article_id for m in matches)][-20:]
         state = dataclasses.replace(
             state, facts={**state.facts, "last_request": description, "suggested": suggested}

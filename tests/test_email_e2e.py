@@ -233,6 +233,16 @@ def loop_cases(our_reply: bytes) -> list[tuple[str, bytes, str]]:
     ]  # fmt: skip
 
 
+async def test_a_mail_understood_as_likely_lists_the_likely_articles_first(desk: Desk) -> None:
+    # As in the chat: not sure enough to send one article, but a forgotten or an expired
+    # password is likely, which the words alone ("marche") did not find.
+    await desk.send(mail("souci", "mon mdp marche pu", message_id="<mdp@client.fr>"))
+    (reply,) = await desk.sink.arrived(1)
+    body = reply.message.get_content()
+    titles = [line[2:] for line in body.splitlines() if line.startswith("• ")]
+    assert titles[:2] == ["Réinitialiser son mot de passe oublié", "Mot de passe expiré ou à changer"], body
+
+
 async def test_no_loop_and_no_backscatter(desk: Desk) -> None:
     """Our own auto-reply sent back to us, bounces, lists, robots, forged senders: the relay
     stays silent for each, and no ticket is opened for any of them."""

@@ -3,6 +3,7 @@ and Guichet's own `/model/parse` in Rasa's shape."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from datetime import UTC, datetime
@@ -173,7 +174,10 @@ async def test_model_parse_refuses_bad_requests_the_way_rasa_does(guichet: Guich
     assert status == 200 and len(body["text"]) == 2000
 
 
-async def test_a_configuration_with_only_nlu_data_runs(tmp_path: Path) -> None:
+async def test_a_configuration_with_only_nlu_data_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="guichet")
     config = tmp_path / "nlu-only"
     shutil.copytree(SAMPLE_CONFIG / "nlu", config / "nlu")
     configuration: Configuration = configuration_for(tmp_path, GUICHET_HTTP_PORT=0)
@@ -195,3 +199,14 @@ async def test_a_configuration_with_only_nlu_data_runs(tmp_path: Path) -> None:
             assert (await answer.json())[0]["text"].startswith("Bonjour")
     finally:
         await app.stop()
+    # The first start with this data said that it trains; the next one loads, and says nothing of it.
+    training = [r.message for r in caplog.records if r.message.startswith("training the intent model")]
+    assert len(training) == 1 and "words alone" in training[0]
+    caplog.clear()
+    app = Guichet(configuration)
+    await app.start()
+    await app.stop()
+    messages = [r.message for r in caplog.records]
+    assert any("(loaded)" in m for m in messages) and not any(
+        m.startswith("training the intent") for m in messages
+    )
