@@ -321,6 +321,8 @@ class Policy:
         most likely first: the words of "mon mdp marche pu" are closest to the VPN article;
         the intent model finds a forgotten or an expired password likely."""
         floor = self.answering.intent_suggest_threshold
+        if parse.ranking and parse.ranking[0].confidence >= sure_threshold(self.builtin, self.answering):
+            return []  # sure of one: its articles are answered or offered already (desk_articles)
         found = []
         for intent in parse.ranking[:3]:
             if intent.confidence >= floor:
@@ -500,10 +502,16 @@ def desk_articles(parse: Parse, builtin: BuiltinEngine, settings: AnsweringSetti
     return understood_articles(
         parse,
         builtin.answering,
-        threshold=max(settings.intent_answer_threshold, builtin.intent_threshold or 0.0),
+        threshold=sure_threshold(builtin, settings),
         margin=settings.intent_answer_margin,
         intents_of=functools.partial(_intents_of, builtin),
     )
+
+
+def sure_threshold(builtin: BuiltinEngine, settings: AnsweringSettings) -> float:
+    """From this confidence an intent is understood surely: the desk's setting, never below the
+    intent model's own out-of-scope threshold."""
+    return max(settings.intent_answer_threshold, builtin.intent_threshold or 0.0)
 
 
 def _intents_of(builtin: BuiltinEngine, match: KbMatch) -> tuple[str, ...]:

@@ -204,6 +204,14 @@ async def test_a_request_understood_surely_gets_no_article_of_another_intent(gui
         guichet, ["excel plante", "Outlook se ferme tout seul au démarrage", "teams crashes all the time"]
     )
     assert [_answered(reply, articles) for reply in replies] == [None, None, None]
+    # nor offered to choose: a ticket is (a crash is what level 2 is for)
+    async with aiohttp.ClientSession() as http:
+        url = f"{guichet.url}/webhooks/rest/webhook"
+        async with http.post(
+            url, json={"sender": "crash", "message": "Outlook se ferme tout seul au démarrage"}
+        ) as r:
+            (offer,) = await r.json()
+    assert [b["payload"] for b in offer["buttons"]] == ["ticket:yes", "ticket:no"], offer
 
 
 async def test_likely_intents_not_sure_enough_are_offered_to_choose_first(guichet: Guichet) -> None:
