@@ -209,7 +209,7 @@ def desk_answers(engine: str, classifier: IntentClassifier, threshold: float, ra
     out-of-scope ones. With `rasa_url`, what was understood is Rasa's answer, as a desk running
     on Rasa sees it (the built-in engine, with `classifier`, is then its fallback)."""
     from bot.config import load_configuration
-    from bot.policy import desk_articles, ladder
+    from bot.policy import desk_articles, ladder, offer
 
     configuration = load_configuration(ROOT / "config", environ={})
     desk = BuiltinEngine(configuration.training, configuration.articles)
@@ -232,12 +232,16 @@ def desk_answers(engine: str, classifier: IntentClassifier, threshold: float, ra
     elif desk.kb.encoder is None:  # without vectors, "articles alone" is "their words alone"
         del searches["articles"]
     counts = {way: [0, 0, 0] for way in searches}  # right at once, wrong at once, oos answered
+    among = 0  # not answered at once, but the right article is among the choices the chat offers
     for (text, wanted), parse in zip(asked, parses, strict=True):
         for way, search in searches.items():
             step, chosen = ladder(search(text, parse), answering)
             if step == "answer":
                 slot = 2 if wanted is None else 0 if chosen[0].article_id == wanted else 1
                 counts[way][slot] += 1
+            elif way == "understood" and wanted is not None:
+                step, chosen = offer(search(text, parse), parse, desk, answering, parse.language)
+                among += step == "choose" and wanted in {m.article_id for m in chosen}
     n = sum(wanted is not None for _, wanted in asked)
     outside = len(asked) - n
     names = {
@@ -251,7 +255,8 @@ def desk_answers(engine: str, classifier: IntentClassifier, threshold: float, ra
     )
     return (
         f"  {engine}, sample desk, an article at once for {n} held-out requests and {outside} "
-        f"out-of-scope ones: {figures}"
+        f"out-of-scope ones: {figures}; from what was understood, not at once but among the "
+        f"choices offered: {among / n:.1%}"
     )
 
 

@@ -202,7 +202,9 @@ class Policy:
         if confident:
             matches = matches[:1]
         else:  # as in the chat: the likely intents' articles first among those that may help
-            merged = {m.article_id: m for m in (*self._probable(parse, lang), *matches)}
+            merged = {
+                m.article_id: m for m in (*probable_articles(parse, self.builtin, settings, lang), *matches)
+            }
             matches = list(merged.values())[: settings.max_suggestions]
         if not matches:
             self.metrics.unanswered.labels(EMAIL, lang).inc()
@@ -308,27 +310,12 @@ class Policy:
         matches = parse.kb_matches
         self.metrics.confidence.labels(turn.inbound.channel).observe(matches[0].score if matches else 0.0)
         state = dataclasses.replace(state, facts={**state.facts, "last_request": turn.inbound.text})
-        step, chosen = ladder(matches, self.answering)
+        step, chosen = offer(matches, parse, self.builtin, self.answering, turn.language)
         if step == "answer":
             return self._article(state, turn, chosen[0].article_id, chosen[0].language)
-        offered = {m.article_id: m for m in (*self._probable(parse, turn.language), *chosen)}
-        if offered:
-            return self._choose(state, turn, list(offered.values())[: self.answering.max_suggestions])
+        if step == "choose":
+            return self._choose(state, turn, chosen)
         return self._offer_ticket(state, turn, "no_answer")
-
-    def _probable(self, parse: Parse, language: str) -> list[KbMatch]:
-        """The articles of the intents that are likely but not sure enough to answer at once,
-        most likely first: the words of "mon mdp marche pu" are closest to the VPN article;
-        the intent model finds a forgotten or an expired password likely."""
-        floor = self.answering.intent_suggest_threshold
-        if parse.ranking and parse.ranking[0].confidence >= sure_threshold(self.builtin, self.answering):
-            return []  # sure of one: its articles are answered or offered already (desk_articles)
-        found = []
-        for intent in parse.ranking[:3]:
-            if intent.confidence >= floor:
-                for article in self.builtin.answering(language, intent.name):
-                    found.append(KbMatch(article.id, article.language, article.title, intent.confidence))
-        return found
 
     def _article(self, state: ConversationState, turn: _Turn, article_id: str, language: str) -> Outcome:
         article = self.builtin.article(language, article_id)
@@ -506,6 +493,40 @@ def desk_articles(parse: Parse, builtin: BuiltinEngine, settings: AnsweringSetti
         margin=settings.intent_answer_margin,
         intents_of=functools.partial(_intents_of, builtin),
     )
+
+
+def offer(
+    matches: Sequence[KbMatch],
+    parse: Parse,
+    builtin: BuiltinEngine,
+    settings: AnsweringSettings,
+    language: str,
+) -> tuple[str, list[KbMatch]]:
+    """What the chat does with the desk's matches (desk_articles): ("answer", [one]) as the
+    ladder says; else ("choose", …) with the likely intents' articles first; else ("none", [])."""
+    step, chosen = ladder(matches, settings)
+    if step == "answer":
+        return step, chosen
+    offered = {m.article_id: m for m in (*probable_articles(parse, builtin, settings, language), *chosen)}
+    if offered:
+        return "choose", list(offered.values())[: settings.max_suggestions]
+    return "none", []
+
+
+def probable_articles(
+    parse: Parse, builtin: BuiltinEngine, settings: AnsweringSettings, language: str
+) -> list[KbMatch]:
+    """The articles of the intents that are likely but not sure enough to answer at once,
+    most likely first: the words of "mon mdp marche pu" are closest to the VPN article;
+    the intent model finds a forgotten or an expired password likely."""
+    if parse.ranking and parse.ranking[0].confidence >= sure_threshold(builtin, settings):
+        return []  # sure of one: its articles are answered or offered already (desk_articles)
+    found = []
+    for intent in parse.ranking[:3]:
+        if intent.confidence >= settings.intent_suggest_threshold:
+            for article in builtin.answering(language, intent.name):
+                found.append(KbMatch(article.id, article.language, article.title, intent.confidence))
+    return found
 
 
 def sure_threshold(builtin: BuiltinEngine, settings: AnsweringSettings) -> float:
