@@ -29,7 +29,7 @@ from bot.store.base import ConversationState
 from bot.texts import say
 from nlu.engine import BuiltinEngine, NluEngine, Parse, contact_only, understood_articles
 from nlu.retrieval import KbMatch
-from nlu.text import fold
+from nlu.text import STOPWORDS, fold, words
 from triage.assess import assess
 from triage.config import TriageSettings
 from triage.slots import corrected, missing, parse_answer, question
@@ -506,6 +506,12 @@ def offer(
     ladder says; else ("choose", …) with the likely intents' articles first; else ("none", [])."""
     step, chosen = ladder(matches, settings)
     if step == "answer":
+        if _one_word(parse.text):  # "teams" names what it is about, not what is wrong with it
+            near = [m for m in matches if m.score >= settings.suggest_threshold]
+            likely = probable_articles(parse, builtin, settings, language, even_if_sure=True)
+            offered = {m.article_id: m for m in (*chosen, *likely, *near)}
+            if len(offered) > 1:
+                return "choose", list(offered.values())[: settings.max_suggestions]
         return step, chosen
     offered = {m.article_id: m for m in (*probable_articles(parse, builtin, settings, language), *chosen)}
     if offered:
@@ -513,13 +519,23 @@ def offer(
     return "none", []
 
 
+def _one_word(text: str) -> bool:
+    return len([w for w in words(text) if w not in STOPWORDS]) == 1
+
+
 def probable_articles(
-    parse: Parse, builtin: BuiltinEngine, settings: AnsweringSettings, language: str
+    parse: Parse,
+    builtin: BuiltinEngine,
+    settings: AnsweringSettings,
+    language: str,
+    *,
+    even_if_sure: bool = False,
 ) -> list[KbMatch]:
     """The articles of the intents that are likely but not sure enough to answer at once,
     most likely first: the words of "mon mdp marche pu" are closest to the VPN article;
     the intent model finds a forgotten or an expired password likely."""
-    if parse.ranking and parse.ranking[0].confidence >= sure_threshold(builtin, settings):
+    sure = parse.ranking and parse.ranking[0].confidence >= sure_threshold(builtin, settings)
+    if sure and not even_if_sure:
         return []  # sure of one: its articles are answered or offered already (desk_articles)
     found = []
     for intent in parse.ranking[:3]:

@@ -226,3 +226,21 @@ async def test_likely_intents_not_sure_enough_are_offered_to_choose_first(guiche
     assert offered[-1] == "none" and len(offered) <= 4
     parse = await guichet.engine.parse("mon mdp marche pu", "fr")
     assert parse.ranking[0].confidence < (guichet.engine.intent_threshold or 0), "not sure: no answer at once"
+
+
+async def test_one_word_names_a_subject_and_the_person_chooses_what_is_wrong_with_it(
+    guichet: Guichet,
+) -> None:
+    # "teams": its sound, or sharing a screen; "vpn": it does not connect, or it is slow
+    async with aiohttp.ClientSession() as http:
+        url = f"{guichet.url}/webhooks/rest/webhook"
+        offered = {}
+        for word in ("teams", "Teams ?", "le vpn"):
+            async with http.post(url, json={"sender": f"one-{word}", "message": word}) as answer:
+                (choice,) = await answer.json()
+            offered[word] = [b["payload"] for b in choice.get("buttons", [])]
+    assert {"article:fr:teams-audio", "article:fr:teams-screen-sharing"} <= set(offered["teams"]), offered
+    assert offered["Teams ?"] == offered["teams"]
+    assert {"article:fr:vpn-cannot-connect", "article:fr:vpn-slow-disconnects"} <= set(offered["le vpn"]), (
+        offered
+    )
