@@ -176,3 +176,33 @@ async def test_cancel_with_nothing_open_says_so_instead_of_offering_a_ticket(gui
     )
     state = await guichet.store.load_state("rest:jules")
     assert state is not None and not state.facts.get("tickets")
+
+
+async def test_what_was_said_is_not_asked_and_an_address_given_early_is_kept(guichet: Guichet) -> None:
+    text = "our shared drive S: disappeared for the whole finance team since this morning"
+    _, replies = await post(guichet, {"sender": "kim", "message": text})
+    payloads = [b["payload"] for b in replies[-1].get("buttons", [])]
+    for step in ("helped:no", "none", "ticket:yes"):
+        if step in payloads:
+            _, replies = await post(guichet, {"sender": "kim", "message": step})
+            payloads = [b["payload"] for b in replies[-1].get("buttons", [])]
+    asked = [replies[-1]["text"]]
+    assert not asked[0].startswith(("Who is affected", "Since when")), asked  # the team, this morning
+    _, replies = await post(guichet, {"sender": "kim", "message": "bob@example.com"})
+    assert replies[0]["text"] == "Noted: Email → bob@example.com."
+    assert asked[0].startswith(replies[-1]["text"]), (
+        asked,
+        replies,
+    )  # the same question (its hint said once)
+    while not any("HD-20" in r["text"] for r in replies):
+        asked.append(replies[-1]["text"])
+        assert len(asked) < 8, asked
+        buttons = replies[-1].get("buttons") or []
+        _, replies = await post(
+            guichet, {"sender": "kim", "message": buttons[0]["payload"] if buttons else "skip"}
+        )
+    assert not any("reach you" in q for q in asked), asked  # the address was kept
+    state = await guichet.store.load_state("rest:kim")
+    assert state is not None
+    ticket = await guichet.desk.active_ticket(state)
+    assert ticket is not None and ticket.impact == "team" and ticket.requester.email == "bob@example.com"

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from nlu.text import fold
+from triage.assess import IMPACT_PHRASES, first_level
 from triage.config import TriageSettings
 from triage.priority import priority
 from triage.recurring import PastTicket, relate
@@ -90,6 +92,20 @@ def test_answers_in_free_text_or_choices_skip_cancel_and_corrections() -> None:
     assert (correction.kind, correction.slot, correction.value) == ("correct", "impact", "team")
     email = parse_answer("device", "actually my email is bob@example.com", "en")
     assert (email.kind, email.slot, email.value) == ("correct", "contact", {"email": "bob@example.com"})
+    assert parse_answer("impact", "we're all blocked", "en").value == "team"
+    assert first_level(fold("down for the whole finance team since 9"), IMPACT_PHRASES) == "team"
+    # an address given in answer to another question is kept (and the question comes again)
+    volunteered = parse_answer("urgency", "bob@example.com", "en")
+    assert (volunteered.kind, volunteered.slot, volunteered.value) == (
+        "correct",
+        "contact",
+        {"email": "bob@example.com"},
+    )
+    assert parse_answer("device", "+33 6 12 34 56 78", "fr").slot == "contact"
+    assert (
+        parse_answer("since", "depuis le 12 11 2026 vers 10 heures", "fr").kind == "value"
+    )  # a date, no phone
+    assert parse_answer("device", "thanks!", "en").kind == "unclear"  # courtesy, not a device
     # said back to the person, in their language
     assert corrected("impact", "team", "fr") == "C'est noté : Personnes touchées → Mon équipe."
     assert corrected("contact", {"email": "bob@example.com"}, "en") == "Noted: Email → bob@example.com."

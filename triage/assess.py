@@ -74,6 +74,13 @@ IMPACT_PHRASES: Sequence[tuple[str, Sequence[str]]] = (
             "a few of us",
             "several of us",
             "whole team",
+            "we're all",
+            "we are all",
+            "all of us",
+            "on est tous",
+            "nous sommes tous",
+            # "the whole finance team": a name between the words
+            r"~(?:whole|entire) (?:[a-z0-9-]+ ){1,2}(?:team|department|dept)",
         ),
     ),
     (
@@ -206,7 +213,9 @@ def first_level(folded: str, table: Sequence[tuple[str, Sequence[str]]]) -> str 
 
 
 def _has(folded: str, phrase: str) -> bool:
-    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", folded) is not None
+    """The phrase as whole words; "~…" is a regular expression (of folded, lower-case text)."""
+    pattern = phrase[1:] if phrase.startswith("~") else re.escape(phrase)
+    return re.search(rf"(?<!\w){pattern}(?!\w)", folded) is not None
 
 
 def category_of(text: str, parse: Parse | None, settings: TriageSettings) -> tuple[str, float]:

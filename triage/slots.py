@@ -97,6 +97,34 @@ def _contact(text: str) -> dict[str, str] | None:
     return None
 
 
+_COURTESY = frozenset(
+    {
+        "merci",
+        "merci beaucoup",
+        "ok",
+        "okay",
+        "d'accord",
+        "super",
+        "thanks",
+        "thank you",
+        "thx",
+        "great",
+        "cool",
+    }
+)
+
+
+def _volunteered_contact(text: str) -> dict[str, str] | None:
+    """An email address anywhere in the text, or a phone number with little else around it
+    (not the digits of a date or of an asset tag)."""
+    if match := _EMAIL.search(text):
+        return {"email": match.group(0)}
+    found = _contact(text)
+    if found and "phone" in found and len(text.replace(found["phone"], " ").split()) <= 3:
+        return found
+    return None
+
+
 def _level(slot: str, text: str) -> str | None:
     """A choice slot's value from a typed answer: the value, its number, its title, a word."""
     folded = fold(text).strip(" .!")
@@ -124,6 +152,9 @@ def parse_answer(slot: str, text: str, language: str) -> Answer:
         return Answer("skip")
     if folded in _CANCEL or folded.startswith(("annuler ", "cancel ")):
         return Answer("cancel")
+    if slot != "contact" and (volunteered := _volunteered_contact(text)):
+        # "bob@example.com" in answer to another question: kept, said back, the question again
+        return Answer("correct", volunteered, "contact")
     if _CORRECTION.match(folded):
         # A correction names its slot by what it gives: a contact, or who is affected / how blocked.
         for other, found in (
@@ -143,7 +174,7 @@ def parse_answer(slot: str, text: str, language: str) -> Answer:
         if slot == "since" and len(folded) >= 2:
             return Answer("value", text.strip())  # "depuis la mise à jour de lundi" is an answer too
         return Answer("unclear")
-    if len(folded) < 2:
+    if len(folded) < 2 or folded.strip(" !?") in _COURTESY:  # "merci !" names no device
         return Answer("unclear")
     return Answer("value", text.strip())
 
