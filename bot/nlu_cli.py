@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.app import equip, intent_encoder, model_dir
 from bot.config import Configuration, load_configuration
 from bot.nlu_model import examples_of, load_or_train, train_with_threshold
-from bot.policy import desk_articles
+from bot.policy import desk_articles, offer
 from bot.progress import Progress
 from nlu.classifier import IntentClassifier
 from nlu.datasets import load_clinc150, load_csv, load_rasa_yaml
@@ -193,6 +193,15 @@ def shell(config_dir: Path, engine: str) -> int:
                 for m in parse.kb_matches[:3]:
                     if m.article_id not in kept and m.score >= answering.suggest_threshold:
                         print(f"  set aside  {m.article_id} ({m.score:.2f}, {matched}): another intent")
+                # And what the chat does with them (bot.policy.offer).
+                step, chosen = offer(offered, parse, builtin, answering, parse.language)
+                ids = ", ".join(m.article_id for m in chosen)
+                print(
+                    "  the chat   "
+                    + {"answer": f"answers {ids}", "choose": f"offers a choice: {ids}"}.get(
+                        step, "offers a ticket"
+                    )
+                )
         finally:
             if rasa is not None:
                 await rasa.close()

@@ -75,6 +75,7 @@ def test_the_shell_shows_which_article_the_desk_would_answer_and_why(tmp_path: P
     # close by its questions' words (and their sentence vectors: the sample turns them on), but
     # the answer to another intent, one the model finds unlikely: shown as set aside, not offered
     assert "vpn-cannot-connect" not in dict(articles)
+    assert "  the chat   answers vpn-slow-disconnects" in result.stdout
     assert re.search(
         r"set aside\s+vpn-cannot-connect \([\d.]+, words(\+vector)?\): another intent", result.stdout
     )
