@@ -107,6 +107,10 @@ class Policy:
         intent = parse.intent
         if _is_cancel(inbound.text):  # with a ticket open, level 2 holds the conversation (above)
             return Outcome(state, [turn.reply(say("nothing_to_cancel", turn.language))])
+        if fold(inbound.text).strip(" .!?") in _TICKET_ASK:
+            # What the articles tell a chat to reply when they did not help: the ticket, at once
+            # (it was taken for a question, and answered with the article on tickets).
+            return await self._smalltalk(state, turn, "request_human", parse)
         if intent is None and contact_only(parse.text, parse.entities):
             return self._contact_noted(state, turn, parse)
         parse = dataclasses.replace(parse, kb_matches=self._matches(parse))
@@ -620,6 +624,26 @@ _LINK_ASK = frozenset(
         "link my channels",
         "link my accounts",
         "link a channel",
+    }
+)
+
+_TICKET_ASK = frozenset(
+    {
+        "ticket",
+        "un ticket",
+        "ticket svp",
+        "ticket stp",
+        "ticket s'il vous plait",
+        "ouvrir un ticket",
+        "ouvrez un ticket",
+        "ouvre un ticket",
+        "je veux un ticket",
+        "a ticket",
+        "ticket please",
+        "open a ticket",
+        "open ticket",
+        "create a ticket",
+        "i want a ticket",
     }
 )
 

@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 
 from bot.app import Guichet
+from bot.texts import say
 
 
 async def post(guichet: Guichet, body: Any, *, raw: bytes | None = None) -> tuple[int, Any]:
@@ -206,3 +207,17 @@ async def test_what_was_said_is_not_asked_and_an_address_given_early_is_kept(gui
     assert state is not None
     ticket = await guichet.desk.active_ticket(state)
     assert ticket is not None and ticket.impact == "team" and ticket.requester.email == "bob@example.com"
+
+
+async def test_replying_ticket_as_the_articles_say_starts_the_ticket(guichet: Guichet) -> None:
+    _, replies = await post(guichet, {"sender": "lea", "message": "my vpn wont connect"})
+    article = replies[0]["text"]
+    assert 'reply "ticket"' in article  # what the sample's articles tell the person
+    _, replies = await post(guichet, {"sender": "lea", "message": "ticket"})
+    assert replies[0]["text"] == say("qualify_start", "en")
+    state = await guichet.store.load_state("rest:lea")
+    assert state is not None and state.mode == "qualifying", replies
+    assert state.facts["draft"]["description"] == "my vpn wont connect"
+    # with nothing asked before, it asks what the problem is first
+    _, (first,) = await post(guichet, {"sender": "max", "message": "Ticket !"})
+    assert first["text"] in (say("describe_first", "fr"), say("describe_first", "en"))
