@@ -235,12 +235,13 @@ def desk_answers(engine: str, classifier: IntentClassifier, threshold: float, ra
     among = 0  # not answered at once, but the right article is among the choices the chat offers
     for (text, wanted), parse in zip(asked, parses, strict=True):
         for way, search in searches.items():
-            step, chosen = ladder(search(text, parse), answering)
+            matches = search(text, parse)
+            step, chosen = ladder(matches, answering)
             if step == "answer":
                 slot = 2 if wanted is None else 0 if chosen[0].article_id == wanted else 1
                 counts[way][slot] += 1
             elif way == "understood" and wanted is not None:
-                step, chosen = offer(search(text, parse), parse, desk, answering, parse.language)
+                step, chosen = offer(matches, parse, desk, answering, parse.language)
                 among += step == "choose" and wanted in {m.article_id for m in chosen}
     n = sum(wanted is not None for _, wanted in asked)
     outside = len(asked) - n

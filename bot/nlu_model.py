@@ -53,10 +53,14 @@ def data_hash(examples: Sequence[tuple[str, str]], encoder: str = "") -> str:
     return digest.hexdigest()[:16]
 
 
+def model_path(examples: Sequence[tuple[str, str]], model_dir: Path, encoder: str = "") -> Path:
+    """Where the model of these examples lives (its threshold beside it, with `.json`)."""
+    return model_dir / f"intents-{data_hash(examples, encoder)}"
+
+
 def is_trained(training: TrainingData, model_dir: Path, encoder: str = "") -> bool:
     """Whether load_or_train will find this data's model on disk (no training needed)."""
-    examples = examples_of(training)
-    return (model_dir / f"intents-{data_hash(examples, encoder)}.json").exists()
+    return model_path(examples_of(training), model_dir, encoder).with_suffix(".json").exists()
 
 
 def load_or_train(
@@ -73,7 +77,7 @@ def load_or_train(
     examples = examples_of(training)
     if len({intent for _, intent in examples}) < 2:
         return None
-    path = model_dir / f"intents-{data_hash(examples, encoder)}"
+    path = model_path(examples, model_dir, encoder)
     meta = path.with_suffix(".json")
     if not force and meta.exists():
         threshold = float(json.loads(meta.read_text())["threshold"])
