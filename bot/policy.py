@@ -427,6 +427,8 @@ class Policy:
             facts = {**state.facts, "draft": {}, "asking": None}
             new_state = dataclasses.replace(state, mode="bot", pending={}, facts=facts)
             return Outcome(new_state, [turn.reply(say("qualify_cancelled", turn.language))])
+        if answer.kind != "unclear":  # each question gets its own second chance
+            state = dataclasses.replace(state, facts={**state.facts, "unclear": 0})
         if answer.kind == "value":
             _set(draft, slot, answer.value)
         elif answer.kind == "correct" and answer.slot:
@@ -459,7 +461,8 @@ class Policy:
                 dataclasses.replace(state, facts=facts), turn.inbound, turn.language, draft, about
             )
         slot = todo[0]
-        text, options = question(slot, turn.language, draft)
+        again = bool(state.facts.get("unclear")) and state.facts.get("asking") == slot
+        text, options = question(slot, turn.language, draft, again=again)
         choices = [Choice(title, f"slot:{slot}:{value}") for title, value in options]
         pending: dict[str, Any] = {"kind": "slot", "slot": slot}
         if choices:
@@ -732,6 +735,51 @@ _YES = frozenset(
     {"oui", "yes", "ok", "okay", "d'accord", "daccord", "ouais", "yep", "y", "o", "volontiers", "sure"}
 )
 _NO = frozenset({"non", "no", "nope", "n", "pas besoin", "non merci", "no thanks"})
+# A yes or a no typed with a courtesy or a reason ("oui merci", "non, toujours pareil"): the
+# first words decide, in a short answer; "oui mais…" decides nothing.
+_YES_START = re.compile(
+    r"^(?:oui|ouais|yes|yep|yeah|ok|okay|d'accord|daccord|volontiers|sure|of course|bien sur|"
+    r"avec plaisir|please|s'il vous plait|svp|stp)\b"
+)
+_NO_START = re.compile(r"^(?:non|nope|no|nan|pas besoin|pas la peine|no need|not now|pas maintenant)\b")
+# To "did this help?" / "is it solved?": what a solved or an unsolved problem sounds like.
+_SOUNDS_SOLVED = re.compile(
+    r"^(?:merci|thanks|thank you|thx|parfait|super|genial|top|nickel|impeccable|great|perfect|"
+    r"awesome|c'est bon|c'est regle|c'est resolu|ca marche|ca fonctionne|ca remarche|"
+    r"tout (?:est bon|marche|fonctionne)|regle|resolu|it works|it worked|that worked|works now|"
+    r"(?:all )?(?:solved|fixed|sorted)|problem solved|probleme (?:regle|resolu))\b"
+)
+_UNSOLVED = re.compile(
+    r"(?:toujours pas|toujours pareil|toujours le meme|ne marche (?:toujours )?pas|"
+    r"ne fonctionne (?:toujours )?pas|marche (?:toujours )?pas|fonctionne (?:toujours )?pas|"
+    r"pas (?:regle|resolu|mieux)|rien n'a change|ca n'a (?:pas|rien) (?:marche|change|aide)|"
+    r"still (?:not|broken|the same|doesn't|does not|failing)|doesn't work|does not work|didn't (?:help|work)|"
+    r"did not (?:help|work)|not (?:solved|fixed|working)|same problem|no luck|no change|"
+    r"^pas vraiment|^not really|^bof)"
+)
+_BUT = re.compile(r"\b(?:mais|but|sauf|except|however|cependant)\b")
+
+
+def typed_yes_no(folded: str, about: str) -> bool | None:
+    """A yes or a no typed to a yes/no question, from folded text; None when it is neither.
+    `about` is "ticket" (open one?) or "solved" (did it help? is it solved?): only there does
+    "toujours pareil" mean no and "merci, ça marche" yes."""
+    text = folded.strip(" .!?,;")
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    if len(text.split()) > 6 or _BUT.search(text):  # longer: more likely a new request
+        return None
+    if about == "solved" and _UNSOLVED.search(text):
+        return False
+    if _NO_START.match(text):
+        return False
+    if _YES_START.match(text) or (about == "solved" and _SOUNDS_SOLVED.match(text)):
+        return True
+    return None
+
+
 # Typed answers to a choice list of articles that mean its last button, "none of these".
 _NONE = _NO | frozenset(
     {
@@ -765,13 +813,14 @@ def _picked(inbound: Inbound, options: Sequence[dict[str, str]]) -> str | None:
             return option["payload"]
     if "none" in payloads and text in _NONE:
         return "none"
-    for yes, no in (("ticket:yes", "ticket:no"), ("helped:yes", "helped:no")):
+    for yes, no, about in (("ticket:yes", "ticket:no", "ticket"), ("helped:yes", "helped:no", "solved")):
         if yes in payloads:
-            if text in _YES:
-                return yes
-            if text in _NO:
-                return no
+            answer = typed_yes_no(text, about)
+            if answer is not None:
+                return yes if answer else no
     resolved = [p for p in payloads if p.startswith("resolved:")]
-    if resolved and (text in _YES or text in _NO):
-        return resolved[0] if text in _YES else resolved[-1]
+    if resolved:
+        answer = typed_yes_no(text, "solved")
+        if answer is not None:
+            return resolved[0] if answer else resolved[-1]
     return None

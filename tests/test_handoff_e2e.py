@@ -197,7 +197,7 @@ async def test_the_whole_loop_on_the_web_chat(desk: Guichet, receiver: Receiver)
         question = await person.wait_for(
             lambda m: any(c["payload"].startswith("resolved:") for c in m["choices"])
         )
-        await person.say("oui")
+        await person.say("Oui, merci beaucoup !")  # typed, with its courtesy: still a yes
         closed = await person.wait_for(lambda m: number in m["text"])
         assert "clôturée" in closed["text"]
         await person.say("code wifi pour un visiteur")

@@ -39,6 +39,31 @@ async def test_a_french_question_is_answered_in_french_from_the_knowledge_base(g
     assert state is not None and state.facts["solved_at_level1"] == 1 and not state.facts.get("tickets")
 
 
+async def test_yes_and_no_typed_with_a_courtesy_or_a_reason_answer_did_this_help(guichet: Guichet) -> None:
+    """People type their answer as they would to a person: "oui merci", "non, toujours pareil"."""
+    for sender, question, typed, solved in (
+        ("yann", "j'ai oublié mon mot de passe", "oui merci !", True),
+        ("emma", "my account is locked", "thanks, it works now", True),
+        ("paul", "j'ai oublié mon mot de passe", "non, toujours pareil", False),
+        ("kate", "my account is locked", "still not working", False),
+    ):
+        _, replies = await post(guichet, {"sender": sender, "message": question})
+        assert [b["payload"] for b in replies[-1]["buttons"]] == ["helped:yes", "helped:no"]
+        _, replies = await post(guichet, {"sender": sender, "message": typed})
+        state = await guichet.store.load_state(f"rest:{sender}")
+        assert state is not None
+        if solved:
+            assert state.facts.get("solved_at_level1") == 1, (typed, replies)
+        else:  # not helped: qualifying for a ticket, with the request the person made
+            assert not state.facts.get("solved_at_level1") and state.facts.get("asking"), (typed, replies)
+            assert state.facts["draft"]["description"] == question
+    # "oui mais…" is not a yes: it is read as what it says.
+    await post(guichet, {"sender": "zoe", "message": "j'ai oublié mon mot de passe"})
+    await post(guichet, {"sender": "zoe", "message": "oui mais maintenant outlook plante"})
+    state = await guichet.store.load_state("rest:zoe")
+    assert state is not None and not state.facts.get("solved_at_level1")
+
+
 async def test_an_english_question_is_answered_in_english(guichet: Guichet) -> None:
     status, replies = await post(guichet, {"sender": "bob", "message": "my vpn wont connect"})
     assert status == 200
@@ -168,6 +193,31 @@ async def test_a_correction_during_the_questions_is_said_back(guichet: Guichet) 
     assert replies[-1]["text"] == asked  # then the question it interrupted, again
     state = await guichet.store.load_state("rest:hugo")
     assert state is not None and state.facts["draft"]["impact"] == "team"
+
+
+async def test_an_answer_not_understood_is_said_so_and_a_team_named_is_a_team(guichet: Guichet) -> None:
+    _, (offer,) = await post(
+        guichet, {"sender": "lea", "message": "la machine à café du 3e chante de l'opéra"}
+    )
+    if [b["payload"] for b in offer["buttons"]][-1] == "none":
+        await post(guichet, {"sender": "lea", "message": "none"})
+    await post(guichet, {"sender": "lea", "message": "ticket:yes"})
+    _, replies = await post(guichet, {"sender": "lea", "message": "depuis ce matin"})  # since when
+    assert replies[-1]["text"] == "Qui est touché ?"
+    _, replies = await post(guichet, {"sender": "lea", "message": "bof"})
+    # Asked again, saying why and what would do, with the same buttons.
+    assert replies[-1]["text"] == (
+        "Je n'ai pas compris votre réponse : choisissez-en une ci-dessous, ou répondez « passer ». "
+        "Qui est touché ?"
+    )
+    assert [b["title"] for b in replies[-1]["buttons"]] == ["Juste moi", "Mon équipe", "Tout le monde"]
+    _, replies = await post(guichet, {"sender": "lea", "message": "toute la compta"})
+    assert replies[-1]["text"] == "À quel point êtes-vous bloqué ?"  # a fresh question: no apology
+    state = await guichet.store.load_state("rest:lea")
+    assert state is not None and state.facts["draft"]["impact"] == "team"
+    # Each question has its own second chance: one unclear answer here does not skip it.
+    _, replies = await post(guichet, {"sender": "lea", "message": "banane"})
+    assert replies[-1]["text"].startswith("Je n'ai pas compris") and "bloqué" in replies[-1]["text"]
 
 
 async def test_cancel_with_nothing_open_says_so_instead_of_offering_a_ticket(guichet: Guichet) -> None:
