@@ -80,6 +80,12 @@ def test_answers_in_free_text_or_choices_skip_cancel_and_corrections() -> None:
     assert parse_answer("impact", "organisation", "fr").value == "organisation"  # a button's value
     assert parse_answer("impact", "2", "fr").value == "team"
     assert parse_answer("impact", "only me", "en").value == "individual"
+    assert parse_answer("since", "depuis ce matin", "fr").value == "today"
+    assert parse_answer("since", "since this afternoon", "en").value == "today"
+    assert (
+        parse_answer("since", "depuis la mise à jour de lundi", "fr").value
+        == "depuis la mise à jour de lundi"
+    )
     assert parse_answer("urgency", "je suis complètement bloqué", "fr").value == "high"
     assert parse_answer("urgency", "no rush", "en").value == "low"
     assert parse_answer("urgency", "banane", "fr").kind == "unclear"
@@ -94,6 +100,14 @@ def test_answers_in_free_text_or_choices_skip_cancel_and_corrections() -> None:
     assert (email.kind, email.slot, email.value) == ("correct", "contact", {"email": "bob@example.com"})
     assert parse_answer("impact", "we're all blocked", "en").value == "team"
     assert first_level(fold("down for the whole finance team since 9"), IMPACT_PHRASES) == "team"
+    # a department named: a team, in the answer or in the request itself
+    for named in ("toute la compta", "le service RH", "les commerciaux", "5 personnes", "accounting",
+                  "ma collègue et moi", "the sales team"):  # fmt: skip
+        assert parse_answer("impact", named, "fr").value == "team", named
+    assert first_level(fold("depuis ce matin toute la compta est bloquée"), IMPACT_PHRASES) == "team"
+    assert first_level(fold("all of accounting is down"), IMPACT_PHRASES) == "team"
+    assert first_level(fold("ça plante toute la journée"), IMPACT_PHRASES) is None  # a time, not a team
+    assert parse_answer("impact", "toute la journée", "fr").kind == "unclear"
     # an address given in answer to another question is kept (and the question comes again)
     volunteered = parse_answer("urgency", "bob@example.com", "en")
     assert (volunteered.kind, volunteered.slot, volunteered.value) == (

@@ -14,6 +14,17 @@ from nlu.text import fold
 from triage.config import TriageSettings
 
 # Accent-folded phrases, French and English. Checked in order: the first level that matches wins.
+# The teams and departments of a company, as people name them (folded): "la compta" is a team.
+UNITS = (
+    r"compta|comptabilite|comptables|rh|drh|ressources humaines|paie|finance|finances|marketing|"
+    r"commerciaux|commercial|ventes?|vendeurs|logistique|achats|acheteurs|support|accueil|standard|"
+    r"hotline|production|juridique|informatique|dsi|secretariat|agence|atelier|magasin|entrepot|"
+    r"labo|laboratoire|pole|departement|direction|equipe|service|bureau|team|devs?|developpeurs|"
+    r"techniciens|consultants|stagiaires|profs|enseignants|agents|conseillers|caisses?|"
+    r"accounting|accounts|payroll|hr|sales|purchasing|legal|warehouse|reception|front desk|"
+    r"helpdesk|engineering|developers|department|office|branch|staff|shop|store|lab"
+)
+
 IMPACT_PHRASES: Sequence[tuple[str, Sequence[str]]] = (
     (
         "organisation",
@@ -81,6 +92,8 @@ IMPACT_PHRASES: Sequence[tuple[str, Sequence[str]]] = (
             "nous sommes tous",
             # "the whole finance team": a name between the words
             r"~(?:whole|entire) (?:[a-z0-9-]+ ){1,2}(?:team|department|dept)",
+            # "toute la compta", "tous les commerciaux", "all of accounting": a whole unit
+            rf"~(?:tou(?:t|te|s|tes) (?:la |le |les |l')|all (?:of )?(?:the )?|the whole )(?:{UNITS})",
         ),
     ),
     (

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from nlu.text import fold
-from triage.assess import IMPACT_PHRASES, URGENCY_PHRASES, first_level
+from triage.assess import IMPACT_PHRASES, UNITS, URGENCY_PHRASES, first_level
 from triage.config import TriageSettings
-from triage.texts import CHOICES, HINT, LABELS, QUESTIONS, label
+from triage.texts import AGAIN, CHOICES, HINT, LABELS, QUESTIONS, label
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){2,5}")
@@ -54,7 +54,8 @@ _WORDS: dict[str, dict[str, str]] = {
     },
     "since": {
         "aujourd'hui": "today", "aujourdhui": "today", "today": "today", "ce matin": "today",
-        "this morning": "today", "cette semaine": "this_week", "this week": "this_week",
+        "this morning": "today", "cet apres-midi": "today", "this afternoon": "today",
+        "tout a l'heure": "today", "ce midi": "today", "cette semaine": "this_week", "this week": "this_week",
         "plus longtemps": "longer", "longer": "longer", "longtemps": "longer", "a long time": "longer",
     },
 }  # fmt: skip
@@ -77,10 +78,16 @@ def missing(known: Mapping[str, Any], settings: TriageSettings) -> list[str]:
     return [slot for slot in settings.slots if not known_slot(slot, known)]
 
 
-def question(slot: str, language: str, known: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
-    """The question for a slot and its offered choices as (title, value)."""
+def question(
+    slot: str, language: str, known: Mapping[str, Any], *, again: bool = False
+) -> tuple[str, list[tuple[str, str]]]:
+    """The question for a slot and its offered choices as (title, value); `again` when the
+    last answer to it was not understood (said so, with what would be understood)."""
     lang = language if language in ("fr", "en") else "en"
     text = QUESTIONS[slot][lang]
+    if again:
+        why = AGAIN.get(slot, AGAIN["choice" if slot in CHOICES else "default"])
+        text = f"{why[lang]} {text}"
     if not known.get("_hinted"):
         text = f"{text} {HINT[lang]}"
     options = [(titles[lang], value) for value, titles in CHOICES.get(slot, [])]
@@ -125,6 +132,20 @@ def _volunteered_contact(text: str) -> dict[str, str] | None:
     return None
 
 
+_GROUP = re.compile(
+    rf"^(?:(?:la|le|les|l'|mon|ma|mes|notre|nos|the|my|our|all|tout|toute|tous) ?)?(?:{UNITS})(?: \w+){{0,3}}$"
+    r"|(?:\d+|deux|trois|quatre|cinq|six|sept|huit|neuf|dix|dizaine|quelques|plusieurs|a few|several|"
+    r"two|three|four|five|ten) (?:de )?(?:personnes|collegues|utilisateurs|postes|people|persons|"
+    r"colleagues|users|of us|computers)"
+    r"|(?:mon|ma|mes) collegues?|collegues? et moi|colleagues? and (?:me|i)|my colleagues?|et moi$|and me$"
+)
+
+
+def _group(folded: str) -> str | None:
+    """An answer to "who is affected?" naming a group: "la compta", "5 personnes", "sales"."""
+    return "team" if _GROUP.search(folded) else None
+
+
 def _level(slot: str, text: str) -> str | None:
     """A choice slot's value from a typed answer: the value, its number, its title, a word."""
     folded = fold(text).strip(" .!")
@@ -137,10 +158,12 @@ def _level(slot: str, text: str) -> str | None:
     for value, titles in choices:
         if folded in (fold(t) for t in titles.values()):
             return value
+    if slot == "since":  # "depuis ce matin" is "ce matin"
+        folded = re.sub(r"^(?:depuis|since|from) ", "", folded)
     if folded in _WORDS.get(slot, {}):
         return _WORDS[slot][folded]
     if slot == "impact":
-        return first_level(folded, IMPACT_PHRASES)
+        return first_level(folded, IMPACT_PHRASES) or _group(folded)
     if slot == "urgency":
         return first_level(folded, URGENCY_PHRASES)
     return None

@@ -25,6 +25,22 @@ HINT = {
     "en": "('skip' to leave it out, 'cancel' to stop)",
 }
 
+# Said before a question asked again, its answer not understood: what would be.
+AGAIN = {
+    "choice": {
+        "fr": "Je n'ai pas compris votre réponse : choisissez-en une ci-dessous, ou répondez « passer ».",
+        "en": "I did not understand your answer: pick one below, or reply 'skip'.",
+    },
+    "contact": {
+        "fr": "Je n'ai trouvé ni adresse e-mail ni numéro de téléphone dans votre réponse.",
+        "en": "I found no email address or phone number in your answer.",
+    },
+    "default": {
+        "fr": "Je n'ai pas compris votre réponse (« passer » pour ne pas répondre).",
+        "en": "I did not understand your answer ('skip' to leave it out).",
+    },
+}
+
 CHOICES: dict[str, list[tuple[str, dict[str, str]]]] = {
     "since": [
         ("today", {"fr": "Aujourd'hui", "en": "Today"}),
