@@ -1,5 +1,5 @@
-"""Operator endpoints of a running process, for `guichet handoff dead-letters` when the
-embedded store is held by that process. A bearer token written next to the data (mode 0600)
+"""Operator endpoints of a running process, for `guichet handoff dead-letters` and
+`guichet handoff queues` when the embedded store is held by that process. A bearer token written next to the data (mode 0600)
 authorises them: whoever can read the data directory may manage it. The file also says
 where the process listens, whatever port it was given on its command line."""
 
@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,14 +26,21 @@ TOKEN_FILE = "admin-token"
 
 class AdminApi:
     def __init__(
-        self, http: web.Application, store: Store, stats: DeskStats | None = None, organisation: str = ""
+        self,
+        http: web.Application,
+        store: Store,
+        stats: DeskStats | None = None,
+        organisation: str = "",
+        made_secrets: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.store = store
+        self.made_secrets = made_secrets
         self.stats = stats
         self.organisation = organisation
         self.token = secrets.token_urlsafe(32)
         http.router.add_get("/admin/dead-letters", self._list)
         http.router.add_post("/admin/dead-letters/{item_id}/replay", self._replay)
+        http.router.add_get("/admin/queues", self._queues)
         http.router.add_get("/stats", self._stats)
         http.router.add_get("/admin/unanswered", self._unanswered)
         http.router.add_get("/admin/people/{person}", self._export)
@@ -98,6 +106,13 @@ class AdminApi:
             content_type="text/html",
             headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
         )
+
+    async def _queues(self, request: web.Request) -> web.Response:
+        """The signing secrets this process made for its level-2 queues: whoever holds the
+        token can read the store they are kept in anyway."""
+        if not self._authorised(request):
+            return web.json_response({"error": "unauthorised"}, status=401)
+        return web.json_response(self.made_secrets(), headers={"Cache-Control": "no-store"})
 
     async def _list(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

@@ -128,7 +128,9 @@ class Guichet:
         self.nlu_api = NluApi(self.http, self.rasa or self.engine, self.settings.nlu.intent_threshold)
         self.queue_secrets: dict[str, list[str]] = {}
         self.level2 = Level2Api(self.http, self.store, self.manager, self.queue_secrets.get)
-        self.admin = AdminApi(self.http, self.store, self.stats, self.settings.organisation)
+        self.admin = AdminApi(
+            self.http, self.store, self.stats, self.settings.organisation, self._made_queue_secrets
+        )
         self.channels: dict[str, Channel] = {}
         self._runner: web.AppRunner | None = None
         self._model_task: asyncio.Task[None] | None = None
@@ -137,6 +139,14 @@ class Guichet:
         self._retention: asyncio.Task[None] | None = None
         # Files people send, by content hash (with Redis, put store.path on a shared volume).
         self.attachments_dir = Path(self.settings.store.path) / "attachments"
+
+    def _made_queue_secrets(self) -> dict[str, str]:
+        """The secrets Guichet made (no secret_env): what `guichet handoff queues` shows."""
+        return {
+            name: self.queue_secrets[name][0]
+            for name, queue in self.settings.handoff.queues.items()
+            if not queue.secret_env and name in self.queue_secrets
+        }
 
     async def _connect_queues(self) -> None:
         """Each level-2 queue's signing secret: from the environment variable it names, or one
@@ -421,6 +431,12 @@ class Guichet:
             print(
                 f"Email: SMTP for {', '.join(mail.options.addresses)} on {mail.options.host}:{mail.port}; "
                 f"replies are {where}.",
+                flush=True,
+            )
+        if self.settings.handoff.queues:
+            queues = ", ".join(f"{n} → {q.url}" for n, q in self.settings.handoff.queues.items())
+            print(
+                f"Level 2: tickets go to {queues}; `guichet handoff queues` shows their signing secrets.",
                 flush=True,
             )
         await stop.wait()

@@ -121,16 +121,33 @@ def queues(config_dir: Path) -> int:
         finally:
             await store.close()
 
+    problem = ""
     try:
         made = asyncio.run(secrets())
     except StoreLockedError:
-        made = {}
+        try:  # the running process holds the store: it tells
+            made = _admin_call(settings, "/admin/queues")
+        except (StoreLockedError, OSError, ValueError) as exc:
+            made, problem = {}, str(exc)
     for name, queue in settings.handoff.queues.items():
         if queue.secret_env:
             where = f"secret from ${queue.secret_env}"
         elif name in made:
             where = f"secret (made by Guichet, give it to the receiver): {made[name]}"
         else:
-            where = "secret made by Guichet (stop the running process to show it)"
+            where = f"secret made by Guichet, not readable now ({problem or 'not made yet'})"
         print(f"{name}: {queue.url}  {where}")
     return 0
+
+
+def _admin_call(settings: Settings, path: str) -> Any:
+    """GET one of the running process's operator endpoints (bot/admin_api.py)."""
+    token_path = Path(settings.store.path) / TOKEN_FILE
+    try:
+        admin = json.loads(token_path.read_text())
+        token, url = admin["token"], f"{admin['url']}{path}"
+    except (OSError, ValueError, KeyError) as exc:
+        raise StoreLockedError(f"the store is in use and {token_path} cannot be read: {exc}") from exc
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)

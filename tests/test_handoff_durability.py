@@ -110,3 +110,36 @@ async def test_dead_letters_are_listed_and_replayed_by_the_operator(tmp_path: Pa
     assert "No dead letters" in guichet("dead-letters").stdout
     unknown = guichet("dead-letters", "--replay", "msg_nope")
     assert "NOT FOUND" in unknown.stdout
+
+
+@pytest.mark.slow
+async def test_the_secret_guichet_made_is_shown_while_it_runs_and_signs_its_handoffs(tmp_path: Path) -> None:
+    """The five-minute trial: `guichet run`, then `guichet handoff queues` in another terminal
+    gives the secret the level-2 desk needs, without stopping Guichet."""
+    receiver = Receiver()  # its secret is not known yet
+    await receiver.start()
+    config = config_copy(tmp_path / "config", handoff={"queues": {"support": {"url": receiver.url}}})
+    server = GuichetProcess(config, tmp_path / "data", free_port(), env={"GUICHET_MODEL_DIR": str(MODEL_DIR)})
+    server.start()
+    try:
+        server.wait_for_model()
+        shown = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "handoff", "queues", "--config", str(config)],
+            env=server.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown
+        line = next(line for line in shown.stdout.splitlines() if line.startswith("support:"))
+        secret = line.split()[-1]
+        assert secret.startswith("whsec_"), shown.stdout
+        receiver.secrets = [secret]
+        number = await open_ticket_over_rest(server.url, "ines", "Le logiciel Zorglub plante au démarrage")
+        await receiver.arrived("ticket.created")
+        (received,) = receiver.received
+        assert received.signature_ok and received.document["ticket"]["number"] == number
+    finally:
+        server.stop()
+        await receiver.stop()
