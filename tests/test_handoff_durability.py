@@ -123,7 +123,8 @@ async def test_the_secret_guichet_made_is_shown_while_it_runs_and_signs_its_hand
     server.start()
     try:
         server.wait_for_model()
-        shown = subprocess.run(
+        shown = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "bot.cli", "handoff", "queues", "--config", str(config)],
             env=server.env,
             cwd=ROOT,
