@@ -196,22 +196,38 @@ def test_an_article_added_is_found_by_meaning_without_retraining() -> None:
     assert not words or words[0].article_id != "coffee-machine" or words[0].score < 0.5, words
 
 
-async def test_a_request_understood_surely_gets_no_article_of_another_intent(guichet: Guichet) -> None:
-    # A crash, which no article of the sample answers: not the article whose words are closest
-    # (file restore for "excel", Outlook not receiving mail for "Outlook").
-    articles = guichet.configuration.articles
+async def test_a_request_understood_surely_gets_no_article_of_another_intent(tmp_path: Path) -> None:
+    """A crash, on a desk with no article for crashes: not the article whose words are closest
+    (file restore for "excel", Outlook not receiving mail for "Outlook"), but a ticket."""
+    crashes = ["excel plante", "Outlook se ferme tout seul au démarrage", "teams crashes all the time"]
+    config = tmp_path / "config"
+    shutil.copytree(SAMPLE_CONFIG, config)
+    for language in ("fr", "en"):
+        (config / "kb" / language / "app-crash.md").unlink()
+    guichet = Guichet(configuration_for(tmp_path, config))
+    await guichet.start()
+    try:
+        articles = guichet.configuration.articles
+        replies = await _first_replies(guichet, crashes)
+        assert [_answered(reply, articles) for reply in replies] == [None, None, None]
+        # nor offered to choose: a ticket is (a crash is what level 2 is for)
+        async with aiohttp.ClientSession() as http:
+            url = f"{guichet.url}/webhooks/rest/webhook"
+            async with http.post(url, json={"sender": "crash", "message": crashes[1]}) as r:
+                (offer,) = await r.json()
+        assert [b["payload"] for b in offer["buttons"]] == ["ticket:yes", "ticket:no"], offer
+    finally:
+        await guichet.stop()
+
+
+async def test_the_sample_answers_a_crash_with_its_own_article(guichet: Guichet) -> None:
+    # "Outlook ne s'ouvre plus" got the article on Outlook not receiving mail (0.93) before
+    # the sample had examples and an article for a crashing application.
     replies = await _first_replies(
-        guichet, ["excel plante", "Outlook se ferme tout seul au démarrage", "teams crashes all the time"]
+        guichet,
+        ["Outlook ne s'ouvre plus", "Outlook se ferme tout seul au démarrage", "my outlook won't open"],
     )
-    assert [_answered(reply, articles) for reply in replies] == [None, None, None]
-    # nor offered to choose: a ticket is (a crash is what level 2 is for)
-    async with aiohttp.ClientSession() as http:
-        url = f"{guichet.url}/webhooks/rest/webhook"
-        async with http.post(
-            url, json={"sender": "crash", "message": "Outlook se ferme tout seul au démarrage"}
-        ) as r:
-            (offer,) = await r.json()
-    assert [b["payload"] for b in offer["buttons"]] == ["ticket:yes", "ticket:no"], offer
+    assert [_answered(reply, guichet.configuration.articles) for reply in replies] == ["app-crash"] * 3
 
 
 async def test_likely_intents_not_sure_enough_are_offered_to_choose_first(guichet: Guichet) -> None:

@@ -25,7 +25,7 @@ def test_the_sample_configuration_is_valid() -> None:
     result = check(SAMPLE_CONFIG)
     assert result.returncode == 0, result.stderr
     intents = len(load_training_data(SAMPLE_CONFIG / "nlu")[0].intents)
-    assert f"OK — 90 articles (45 en, 45 fr), {intents} intents" in result.stdout
+    assert f"OK — 92 articles (46 en, 46 fr), {intents} intents" in result.stdout
 
 
 def test_every_problem_is_reported_with_file_line_and_fix(tmp_path: Path) -> None:
