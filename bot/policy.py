@@ -544,9 +544,15 @@ def probable_articles(
     sure = parse.ranking and parse.ranking[0].confidence >= sure_threshold(builtin, settings)
     if sure and not even_if_sure:
         return []  # sure of one: its articles are answered or offered already (desk_articles)
-    found = []
+    found: list[KbMatch] = []
+    last = None  # the confidence of the last likely intent
     for intent in parse.ranking[:3]:
-        if intent.confidence >= settings.intent_suggest_threshold:
+        # Likely: from the threshold, or as close behind a likely one as two intents the model
+        # is torn between (0.52 and 0.49 are one doubt, not one answer and a stranger).
+        if intent.confidence >= settings.intent_suggest_threshold or (
+            last is not None and last - intent.confidence < settings.intent_answer_margin
+        ):
+            last = intent.confidence
             for article in builtin.answering(language, intent.name):
                 found.append(KbMatch(article.id, article.language, article.title, intent.confidence))
     return found

@@ -110,8 +110,9 @@ async def say_over_rest(
 
 
 async def open_ticket_over_rest(base_url: str, sender: str, request: str) -> str:
-    """A person on the REST channel: a request the knowledge base cannot answer, "yes" to the
-    ticket, then the first choice (or "skip") to each qualification question."""
+    """A person on the REST channel: a request the knowledge base does not solve, "yes" to the
+    ticket (or "no" to "did this help?" when an article was the answer), then the first
+    choice (or "skip") to each qualification question."""
     async with aiohttp.ClientSession() as http:
 
         async def say(text: str) -> list[dict[str, Any]]:
@@ -120,11 +121,12 @@ async def open_ticket_over_rest(base_url: str, sender: str, request: str) -> str
         replies = await say(request)
         if any(b["payload"] == "none" for b in replies[-1].get("buttons", [])):
             replies = await say("none")  # close articles were offered: none of them fits
-        assert replies and [b["payload"] for b in replies[-1].get("buttons", [])] == [
-            "ticket:yes",
-            "ticket:no",
-        ], replies
-        replies = await say("ticket:yes")
+        offered = [b["payload"] for b in replies[-1].get("buttons", [])] if replies else []
+        if offered == ["helped:yes", "helped:no"]:
+            replies = await say("helped:no")  # an article answered; it did not help
+        else:
+            assert offered == ["ticket:yes", "ticket:no"], replies
+            replies = await say("ticket:yes")
         for _ in range(10):
             for reply in replies:
                 for word in str(reply["text"]).split():

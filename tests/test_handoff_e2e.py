@@ -67,6 +67,7 @@ class Person:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
         self._sent = 0
+        self.qualifying = False  # the questions began without a ticket offer (an article did not help)
 
     async def say(self, text: str, payload: str | None = None) -> None:
         self._sent += 1
@@ -107,13 +108,18 @@ async def open_person(http: aiohttp.ClientSession, guichet: Guichet) -> Person:
 
 
 async def ask_for_a_ticket(person: Person, request: str) -> dict[str, Any]:
-    """Send a request the knowledge base cannot answer; if it offers close articles, say none
-    fits. Returns the ticket offer."""
+    """Send a request the knowledge base does not solve: if it offers close articles, say none
+    fits; if it answers with an article (a crash gets the crash article), say it did not
+    help, as typed. Returns the ticket offer, or the article's "did this help?"."""
     await person.say(request)
     offer = await person.wait_for(lambda m: bool(m["choices"]))
     if any(c["payload"] == "none" for c in offer["choices"]):
         await person.say("Aucune de celles-ci", "none")
         offer = await person.wait_for(lambda m: bool(m["choices"]))
+    if [c["payload"] for c in offer["choices"]] == ["helped:yes", "helped:no"]:
+        await person.say("non, toujours pareil")
+        person.qualifying = True
+        return offer
     assert [c["payload"] for c in offer["choices"]] == ["ticket:yes", "ticket:no"]
     return offer
 
@@ -122,7 +128,8 @@ async def qualify_until_ticket(person: Person) -> str:
     """Say yes to the ticket, then answer the qualification questions as a hurried person
     would: the last choice offered, or "je ne sais pas" to a free-text question; return the
     ticket number."""
-    await person.say("oui")
+    if not person.qualifying:
+        await person.say("oui")
     for _ in range(10):
         turn = await person.turn()
         last = turn[-1]
