@@ -47,7 +47,9 @@ def test_json_logs_name_ids_never_words_or_addresses(tmp_path: Path) -> None:
     lines = [line for line in process.log.read_text(encoding="utf-8").splitlines() if line.strip()]
     records = [json.loads(line) for line in lines if line.startswith("{")]
     others = [line for line in lines if not line.startswith("{")]
-    assert all(line.startswith(("Guichet is ready", "Email:", "Level 2:", "Stopping")) for line in others), others
+    assert all(line.startswith(("Guichet is ready", "Email:", "Level 2:", "Stopping")) for line in others), (
+        others
+    )
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any("capped" in r["message"] and r.get("conversation", "").startswith("email:") for r in records)
     assert any("gets no reply" in r["message"] for r in records)  # the bounce
