@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from nlu.text import fold
-from triage.assess import IMPACT_PHRASES, first_level
+from triage.assess import IMPACT_PHRASES, URGENCY_PHRASES, first_level
 from triage.config import TriageSettings
 from triage.priority import priority
 from triage.recurring import PastTicket, relate
@@ -89,6 +89,13 @@ def test_answers_in_free_text_or_choices_skip_cancel_and_corrections() -> None:
     assert parse_answer("urgency", "je suis complètement bloqué", "fr").value == "high"
     assert parse_answer("urgency", "no rush", "en").value == "low"
     assert parse_answer("urgency", "banane", "fr").kind == "unclear"
+    # how blocked, in the person's words: what can no longer be done, or a negated urgency
+    assert parse_answer("urgency", "on ne peut plus envoyer les factures", "fr").value == "high"
+    assert parse_answer("urgency", "I can't send invoices", "en").value == "high"
+    assert parse_answer("urgency", "je me débrouille", "fr").value == "medium"
+    assert parse_answer("urgency", "pas urgent", "fr").value == "low"  # was "urgent": high
+    assert first_level(fold("ce n'est pas urgent, quand vous pouvez"), URGENCY_PHRASES) == "low"
+    assert first_level(fold("not blocking, just annoying"), URGENCY_PHRASES) != "high"
     assert parse_answer("contact", "joignable au 06 12 34 56 78", "fr").value == {"phone": "06 12 34 56 78"}
     assert parse_answer("contact", "ana@example.com", "fr").value == {"email": "ana@example.com"}
     assert parse_answer("contact", "demain", "fr").kind == "unclear"

@@ -228,7 +228,8 @@ def first_level(folded: str, table: Sequence[tuple[str, Sequence[str]]]) -> str 
 def _has(folded: str, phrase: str) -> bool:
     """The phrase as whole words; "~…" is a regular expression (of folded, lower-case text)."""
     pattern = phrase[1:] if phrase.startswith("~") else re.escape(phrase)
-    return re.search(rf"(?<!\w){pattern}(?!\w)", folded) is not None
+    # "pas urgent", "not blocking": a phrase negated says the opposite (its own phrase elsewhere)
+    return re.search(rf"(?<!\w)(?<!pas )(?<!not )(?<!non )(?<!no ){pattern}(?!\w)", folded) is not None
 
 
 def category_of(text: str, parse: Parse | None, settings: TriageSettings) -> tuple[str, float]:

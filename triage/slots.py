@@ -146,6 +146,42 @@ def _group(folded: str) -> str | None:
     return "team" if _GROUP.search(folded) else None
 
 
+# In answer to "how blocked are you?" (not in a request, where "je ne peux plus imprimer" says
+# what fails, not how much it stops the person): what can no longer be done blocks.
+_BLOCKED = (
+    (
+        "low",
+        re.compile(
+            r"\b(?:pas (?:grave|urgent|presse|bloquant)|not (?:urgent|blocking|a big deal)|no (?:hurry|rush)|"
+            r"quand vous (?:pouvez|aurez le temps)|whenever|when you can|rien ne presse)\b"
+        ),
+    ),
+    (
+        "high",
+        re.compile(
+            r"(?:\bn'?\s?(?:e )?(?:peu[xt]|pouvons|pouvez|peuvent|arrive|arrivons|arrivent|"
+            r"arrivez) (?:plus|pas)\b|\bimpossible\b|\bcan'?t\b|\bcannot\b|\bunable\b|"
+            r"\brien ne (?:marche|fonctionne)\b|\bnothing works\b|\btout est (?:bloque|arrete)\b)"
+        ),
+    ),
+    (
+        "medium",
+        re.compile(
+            r"\b(?:galere|difficile|penible|en partie|partiellement|partly|partially|"
+            r"hard to|tant bien que mal|je me debrouille|i can manage|manage for now)\b"
+        ),
+    ),
+)
+
+
+def _blocked(folded: str) -> str | None:
+    """How blocked, from an answer in the person's words: "on ne peut plus envoyer les factures"."""
+    for level, pattern in _BLOCKED:
+        if pattern.search(folded):
+            return level
+    return None
+
+
 def _level(slot: str, text: str) -> str | None:
     """A choice slot's value from a typed answer: the value, its number, its title, a word."""
     folded = fold(text).strip(" .!")
@@ -165,7 +201,7 @@ def _level(slot: str, text: str) -> str | None:
     if slot == "impact":
         return first_level(folded, IMPACT_PHRASES) or _group(folded)
     if slot == "urgency":
-        return first_level(folded, URGENCY_PHRASES)
+        return first_level(folded, URGENCY_PHRASES) or _blocked(folded)
     return None
 
 
