@@ -169,7 +169,7 @@ class Policy:
         if active is not None:
             if _is_cancel(text):
                 return await self.desk.cancel(state, inbound, language)
-            if fold(text).strip(" .!") in _SOLVED:
+            if fold(text).strip(" .!") in _SOLVED or mail_says_solved(text):
                 facts = {**state.facts, "solved_at_level1": int(state.facts.get("solved_at_level1", 0)) + 1}
                 state = dataclasses.replace(state, facts=facts)
                 return await self.desk.confirm_resolution(state, inbound, language, active.number, True)
@@ -764,6 +764,30 @@ _UNSOLVED = re.compile(
     r"^pas vraiment|^not really|^bof)"
 )
 _BUT = re.compile(r"\b(?:mais|but|sauf|except|however|cependant)\b")
+
+
+_GREETING = re.compile(r"^(?:bonjour|bonsoir|salut|hello|hi|hey|dear|cher|chere)\b[^.!?]{0,40}[,!]?$")
+_SAYS_SOLVED = re.compile(
+    r"\b(?:resolu|regle|solved|resolved|fixed|sorted|ca (?:a )?(?:re)?(?:marche|fonctionne)|c'est bon|"
+    r"it works|it worked|works now|that worked|tout est rentre dans l'ordre)\b"
+)
+
+
+def mail_says_solved(text: str) -> bool:
+    """A mail reply that says its problem is solved, as the automatic reply asks ("répondez
+    « résolu »"): "Bonjour, c'est résolu, merci ! Ana". Only a short one: a mail that goes on,
+    or says "but", goes to level 2."""
+    lines = [fold(line).strip(" .!,") for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not _GREETING.match(line)]
+    if not lines or any(len(line.split()) > 3 for line in lines[1:]):  # a name, "bonne journée"
+        return False
+    first = lines[0]
+    return (
+        len(first.split()) <= 8
+        and not _BUT.search(first)
+        and not _UNSOLVED.search(first)
+        and _SAYS_SOLVED.search(first) is not None
+    )
 
 
 def typed_yes_no(folded: str, about: str) -> bool | None:

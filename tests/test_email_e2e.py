@@ -436,3 +436,26 @@ def test_articles_sent_by_mail_lose_only_the_chat_s_reply_ticket_line() -> None:
         assert not any("« ticket »" in line or 'reply "ticket"' in line for line in kept), article.id
         assert len(lines) - len(kept) <= 2, article.id  # those lines only: the rest stays
     assert chat_lines >= len(articles) * 0.8  # most sample articles end with one
+
+
+async def test_a_reply_saying_it_is_solved_closes_the_ticket_at_level_1(desk: Desk) -> None:
+    # The automatic reply says: if the article solved it, reply « résolu ». People reply as in
+    # any mail, with a greeting and their name; a reply that goes on, or says "mais", is not one.
+    await desk.send(mail("Mot de passe oublié", "Bonjour,\nj'ai oublié mon mot de passe Windows.\nAna"))
+    (reply,) = await desk.sink.arrived(1)
+    number = NUMBER.search(str(reply.message["Subject"]))
+    assert number is not None
+    await desk.receiver.arrived("ticket.created")
+    await desk.send(
+        mail(
+            f"Re: {reply.message['Subject']}",
+            "Bonjour,\nC'est résolu, merci beaucoup !\nAna\n\nLe 06/12/2026, support a écrit :\n> Bonjour",
+            message_id="<solved@client.fr>",
+            headers={"In-Reply-To": str(reply.message["Message-ID"])},
+        )
+    )
+    (update,) = await desk.receiver.arrived("ticket.updated")
+    assert update["change"] == "confirmed_solved" and update["ticket"]["number"] == number.group(0)
+    ticket = await desk.app.store.ticket(number.group(0))
+    assert ticket is not None and ticket.status == "closed"
+    assert desk.receiver.of_type("requester.message") == []  # nothing for an agent to read
