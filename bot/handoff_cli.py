@@ -74,18 +74,11 @@ async def _direct(settings: Settings, replay: Sequence[str], replay_all: bool) -
 
 
 def _through_process(settings: Settings, replay: Sequence[str], replay_all: bool) -> list[dict[str, Any]]:
-    token_path = Path(settings.store.path) / TOKEN_FILE
-    try:
-        admin = json.loads(token_path.read_text())
-        token, base = admin["token"], f"{admin['url']}/admin/dead-letters"
-    except (OSError, ValueError, KeyError) as exc:
-        raise StoreLockedError(f"the store is in use and {token_path} cannot be read: {exc}") from exc
+    base = "/admin/dead-letters"
 
-    def call(url: str, method: str = "GET") -> Any:
-        request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"})
+    def call(path: str, method: str = "GET") -> Any:
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.load(response)
+            return _admin_call(settings, path, method)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return {"replayed": False}
@@ -140,14 +133,15 @@ def queues(config_dir: Path) -> int:
     return 0
 
 
-def _admin_call(settings: Settings, path: str) -> Any:
-    """GET one of the running process's operator endpoints (bot/admin_api.py)."""
+def _admin_call(settings: Settings, path: str, method: str = "GET") -> Any:
+    """One of the running process's operator endpoints (bot/admin_api.py), with the token it
+    wrote next to its data."""
     token_path = Path(settings.store.path) / TOKEN_FILE
     try:
         admin = json.loads(token_path.read_text())
         token, url = admin["token"], f"{admin['url']}{path}"
     except (OSError, ValueError, KeyError) as exc:
         raise StoreLockedError(f"the store is in use and {token_path} cannot be read: {exc}") from exc
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
