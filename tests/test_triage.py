@@ -144,6 +144,9 @@ def test_the_dialogue_asks_only_for_what_it_does_not_know() -> None:
         summary(known, "fr")
         == "Problème : le vpn coupe · Personnes touchées : Mon équipe · E-mail : ana@example.com"
     )
+    # the time taken from the request, said once: "Depuis : ce matin"
+    assert summary({"since": "depuis ce matin"}, "fr") == "Depuis : ce matin"
+    assert summary({"since": "since Monday", "impact": "team"}, "en") == "Since: Monday · Affected: My team"
 
 
 def test_recurring_problems_and_duplicates() -> None:

@@ -254,6 +254,8 @@ def summary(known: Mapping[str, Any], language: str) -> str:
     parts = []
     for key in ("description", "since", "impact", "urgency", "device", "email", "phone"):
         value = known.get(key)
+        if key == "since" and isinstance(value, str):  # "Depuis : ce matin", not "depuis ce matin"
+            value = re.sub(r"^(?:depuis|since)\s+", "", value.strip(), flags=re.IGNORECASE)
         if value:
             parts.append(
                 f"{LABELS[key][lang]} : {label(str(value), key, lang)}"
