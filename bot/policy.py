@@ -169,7 +169,7 @@ class Policy:
         if active is not None:
             if _is_cancel(text):
                 return await self.desk.cancel(state, inbound, language)
-            if fold(text).strip(" .!") in _SOLVED or mail_says_solved(text):
+            if mail_says_solved(text):  # "résolu", as the automatic reply asks, or a few words more
                 facts = {**state.facts, "solved_at_level1": int(state.facts.get("solved_at_level1", 0)) + 1}
                 state = dataclasses.replace(state, facts=facts)
                 return await self.desk.confirm_resolution(state, inbound, language, active.number, True)
@@ -672,19 +672,6 @@ _CANCEL = frozenset(
 )
 
 
-_SOLVED = frozenset(
-    {
-        "resolu",
-        "c'est resolu",
-        "probleme resolu",
-        "regle",
-        "c'est regle",
-        "solved",
-        "resolved",
-        "it's solved",
-        "fixed",
-    }
-)
 _RE_PREFIX = re.compile(r"^\s*((re|tr|fwd?|aw|sv)\s*:\s*)+", re.IGNORECASE)
 # Refusals of bot/channels/email_message.py that mean our own mail came back: never relayed.
 _OUR_OWN = ("X-Loop", "our own message")
@@ -748,13 +735,18 @@ _YES_START = re.compile(
     r"avec plaisir|please|s'il vous plait|svp|stp)\b"
 )
 _NO_START = re.compile(r"^(?:non|nope|no|nan|pas besoin|pas la peine|no need|not now|pas maintenant)\b")
-# To "did this help?" / "is it solved?": what a solved or an unsolved problem sounds like.
-_SOUNDS_SOLVED = re.compile(
-    r"^(?:merci|thanks|thank you|thx|parfait|super|genial|top|nickel|impeccable|great|perfect|"
-    r"awesome|c'est bon|c'est regle|c'est resolu|ca marche|ca fonctionne|ca remarche|"
-    r"tout (?:est bon|marche|fonctionne)|regle|resolu|it works|it worked|that worked|works now|"
-    r"(?:all )?(?:solved|fixed|sorted)|problem solved|probleme (?:regle|resolu))\b"
+# What a solved problem sounds like, in a chat answer or a mail reply.
+_SOLVED_WORDS = (
+    r"c'est bon|c'est regle|c'est resolu|ca (?:a )?(?:re)?(?:marche|fonctionne)|tout (?:est bon|marche|fonctionne)|"
+    r"regle|resolu|resolved|it works|it worked|that worked|works now|(?:all )?(?:solved|fixed|sorted)|"
+    r"problem solved|probleme (?:regle|resolu)|tout est rentre dans l'ordre"
 )
+# To "did this help?" / "is it solved?" a thanks starts a yes too (not in a mail: see below).
+_SOUNDS_SOLVED = re.compile(
+    rf"^(?:merci|thanks|thank you|thx|parfait|super|genial|top|nickel|impeccable|great|perfect|awesome|"
+    rf"{_SOLVED_WORDS})\b"
+)
+# ... and an unsolved one, wherever it stands in a short answer.
 _UNSOLVED = re.compile(
     r"(?:toujours pas|toujours pareil|toujours le meme|ne marche (?:toujours )?pas|"
     r"ne fonctionne (?:toujours )?pas|marche (?:toujours )?pas|fonctionne (?:toujours )?pas|"
@@ -767,10 +759,7 @@ _BUT = re.compile(r"\b(?:mais|but|sauf|except|however|cependant)\b")
 
 
 _GREETING = re.compile(r"^(?:bonjour|bonsoir|salut|hello|hi|hey|dear|cher|chere)\b[^.!?]{0,40}[,!]?$")
-_SAYS_SOLVED = re.compile(
-    r"\b(?:resolu|regle|solved|resolved|fixed|sorted|ca (?:a )?(?:re)?(?:marche|fonctionne)|c'est bon|"
-    r"it works|it worked|works now|that worked|tout est rentre dans l'ordre)\b"
-)
+_SAYS_SOLVED = re.compile(rf"\b(?:{_SOLVED_WORDS})\b")
 
 
 def mail_says_solved(text: str) -> bool:

@@ -14,6 +14,7 @@ from triage.assess import IMPACT_PHRASES, UNITS, URGENCY_PHRASES, first_level
 from triage.config import TriageSettings
 from triage.texts import AGAIN, CHOICES, HINT, LABELS, QUESTIONS, label
 
+_SINCE_WORD = re.compile(r"^(?:depuis|since|from)\s+", re.IGNORECASE)  # "depuis ce matin": "ce matin"
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){2,5}")
 
@@ -147,15 +148,9 @@ def _group(folded: str) -> str | None:
 
 
 # In answer to "how blocked are you?" (not in a request, where "je ne peux plus imprimer" says
-# what fails, not how much it stops the person): what can no longer be done blocks.
+# what fails, not how much it stops the person): what can no longer be done blocks. The
+# phrases of a request (URGENCY_PHRASES: "pas urgent", "no rush") are read first.
 _BLOCKED = (
-    (
-        "low",
-        re.compile(
-            r"\b(?:pas (?:grave|urgent|presse|bloquant)|not (?:urgent|blocking|a big deal)|no (?:hurry|rush)|"
-            r"quand vous (?:pouvez|aurez le temps)|whenever|when you can|rien ne presse)\b"
-        ),
-    ),
     (
         "high",
         re.compile(
@@ -194,8 +189,8 @@ def _level(slot: str, text: str) -> str | None:
     for value, titles in choices:
         if folded in (fold(t) for t in titles.values()):
             return value
-    if slot == "since":  # "depuis ce matin" is "ce matin"
-        folded = re.sub(r"^(?:depuis|since|from) ", "", folded)
+    if slot == "since":
+        folded = _SINCE_WORD.sub("", folded)
     if folded in _WORDS.get(slot, {}):
         return _WORDS[slot][folded]
     if slot == "impact":
@@ -255,7 +250,7 @@ def summary(known: Mapping[str, Any], language: str) -> str:
     for key in ("description", "since", "impact", "urgency", "device", "email", "phone"):
         value = known.get(key)
         if key == "since" and isinstance(value, str):  # "Depuis : ce matin", not "depuis ce matin"
-            value = re.sub(r"^(?:depuis|since)\s+", "", value.strip(), flags=re.IGNORECASE)
+            value = _SINCE_WORD.sub("", value.strip())
         if value:
             parts.append(
                 f"{LABELS[key][lang]} : {label(str(value), key, lang)}"
