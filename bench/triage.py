@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.progress import Progress  # noqa: E402
 from nlu.classifier import IntentClassifier, Settings  # noqa: E402
+from nlu.encoder import NAMES  # noqa: E402
 
 
 def load(path: Path) -> tuple[list[str], list[str]]:
@@ -84,7 +85,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "it_tickets")
     parser.add_argument("--goal", type=float, default=0.88)
     parser.add_argument(
-        "--encoder", default="", help="a sentence encoder for Guichet's classifier (all-minilm-l6-v2, …)"
+        "--encoder", default="", choices=("", *NAMES), help="a sentence encoder for Guichet's classifier"
     )
     parser.add_argument("--plot", type=Path, default=None, help="write Guichet's confusion matrix as a PNG")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
