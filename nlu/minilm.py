@@ -208,15 +208,17 @@ class MiniLM:
                 )
             )
 
-    def encode(self, sentences: Sequence[list[int]], batch: int = 64) -> FloatArray:
+    def encode(self, sentences: Sequence[list[int]], batch: int = 64, *, unit: bool = True) -> FloatArray:
+        """Mean of the last layer over each sentence's tokens; unit length unless `unit` is
+        False (a fine-tuned head reads the mean itself)."""
         out = np.empty((len(sentences), self.dim), dtype=np.float32)
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))  # little padding
         for start in range(0, len(order), batch):
             rows = order[start : start + batch]
-            out[rows] = self._batch([sentences[i] for i in rows])
+            out[rows] = self._batch([sentences[i] for i in rows], unit)
         return out
 
-    def _batch(self, sentences: list[list[int]]) -> FloatArray:
+    def _batch(self, sentences: list[list[int]], unit: bool = True) -> FloatArray:
         n, length = len(sentences), max(map(len, sentences))
         ids = np.zeros((n, length), dtype=np.int64)
         mask = np.zeros((n, length), dtype=np.float32)
@@ -257,9 +259,41 @@ class MiniLM:
             down += x
             x = _layer_norm(down, *norm2)
         pooled = np.einsum("ntd,nt->nd", x, mask) / mask.sum(axis=1, keepdims=True)
-        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        if unit:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         result: FloatArray = pooled.astype(np.float32, copy=False)
         return result
+
+
+def cut(tokens: list[int], max_tokens: int) -> list[int]:
+    """At most `max_tokens` pieces, the closing [SEP] kept: how fine-tuning and answering cut."""
+    return tokens if len(tokens) <= max_tokens else [*tokens[: max_tokens - 1], tokens[-1]]
+
+
+class TunedHead:
+    """A network fine-tuned on a desk's labels (nlu/finetune.py), read without PyTorch:
+    `logits(texts) -> (n, labels)`, one score per label in `labels` order."""
+
+    def __init__(self, directory: Path) -> None:
+        manifest = json.loads((directory / "tuned.json").read_text(encoding="utf-8"))
+        self.labels: list[str] = list(manifest["labels"])
+        self.max_tokens = int(manifest["max_tokens"])
+        self.network = MiniLM(directory)
+        t = read_safetensors(directory / "model.safetensors")
+        self.weights = np.ascontiguousarray(t["head.weight"].T)
+        self.bias = t["head.bias"]
+        if self.weights.shape != (self.network.dim, len(self.labels)):
+            raise ValueError(f"{directory}: the head's shape does not match its {len(self.labels)} labels")
+
+    def pieces(self, text: str) -> list[int]:
+        return cut(self.network.tokens(text), self.max_tokens)
+
+    def logits(self, texts: Sequence[str]) -> FloatArray:
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        pooled = self.network.encode([self.pieces(t) for t in texts], unit=False)
+        out: FloatArray = pooled @ self.weights + self.bias
+        return out
 
 
 def _layer_norm(x: FloatArray, gamma: FloatArray, beta: FloatArray) -> FloatArray:
