@@ -11,10 +11,11 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, label: str, total: int, stream: TextIO = sys.stderr) -> None:
-        self.label, self.total, self.stream = label, max(total, 1), stream
+    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+        # sys.stderr of the moment, not of the import (a test may have replaced it since)
+        self.label, self.total, self.stream = label, max(total, 1), stream or sys.stderr
         self.started = time.monotonic()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self._last_tenth = -1
 
     def update(self, done: int, total: int | None = None) -> None:
