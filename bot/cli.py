@@ -60,6 +60,25 @@ def main(argv: list[str] | None = None) -> None:
             "--config", type=Path, default=None, help="configuration directory (default: ./config)"
         )
 
+    triage = commands.add_parser("triage", help="categories learnt from the desk's ticket history")
+    triage_commands = triage.add_subparsers(dest="triage_command", required=True)
+    triage_train = triage_commands.add_parser(
+        "train", help="train a category model on past tickets (CSV with the header text,category)"
+    )
+    triage_train.add_argument("data", type=Path, help="the ticket history: CSV with the header text,category")
+    triage_train.add_argument(
+        "--out", type=Path, default=None, help="where the model goes (default: CONFIG/models/categories)"
+    )
+    triage_train.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="also fine-tune all-MiniLM-L6-v2 on the tickets (English; PyTorch needed; 20-40 min for 30,000)",
+    )
+    triage_train.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default: 2)")
+    triage_train.add_argument(
+        "--config", type=Path, default=None, help="configuration directory (default: ./config)"
+    )
+
     handoff = commands.add_parser("handoff", help="level-2 queues and handoffs that could not be delivered")
     handoff_commands = handoff.add_subparsers(dest="handoff_command", required=True)
     dead = handoff_commands.add_parser("dead-letters", help="list (and replay) handoffs that kept failing")
@@ -102,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(_nlu(args, config_dir))
     if args.command == "handoff":
         sys.exit(_handoff(args, config_dir))
+    if args.command == "triage":
+        sys.exit(_triage(args, config_dir))
     if args.command in ("stats", "report", "forget", "export"):
         sys.exit(_report(args, config_dir))
     sys.exit(_run(config_dir, args.host, args.port, args.log_level, args.log_format))
@@ -172,6 +193,17 @@ def _nlu(args: argparse.Namespace, config_dir: Path) -> int:
         return 2
     except (OSError, ValueError) as exc:
         print(f"guichet nlu: {exc}", file=sys.stderr)
+        return 2
+
+
+def _triage(args: argparse.Namespace, config_dir: Path) -> int:
+    from bot import triage_cli
+    from nlu.finetune import FineTuneUnavailable
+
+    try:
+        return triage_cli.train(config_dir, args.data, args.out, args.fine_tune, args.epochs)
+    except (FineTuneUnavailable, OSError, ValueError) as exc:  # HistoryError is a ValueError
+        print(f"guichet triage: {exc}", file=sys.stderr)
         return 2
 
 

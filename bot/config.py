@@ -96,9 +96,44 @@ def check_configuration(
                     "install it, or choose another nlu.encoder (none reads words only)",
                 )
             )
+    if settings is not None and settings.triage.category_model:
+        settings, problem = _category_model(config_dir, settings)
+        problems += problem
     if problems or settings is None:
         return None, problems
     return Configuration(settings, tuple(articles), training), []
+
+
+def _category_model(config_dir: Path, settings: Settings) -> tuple[Settings, list[DataProblem]]:
+    """`triage.category_model` resolved against the configuration directory, and loaded now:
+    a missing or stale model is a problem at startup, not at the first ticket."""
+    from triage import history
+
+    triage = settings.triage
+    path = (config_dir / triage.category_model).resolve()
+    try:
+        _, categories = history.load(str(path))
+    except history.HistoryError as error:
+        return settings, [
+            DataProblem(
+                config_dir / "guichet.yml",
+                None,
+                f"triage.category_model: {error}",
+                "train it, or remove the line",
+            )
+        ]
+    unknown = [c for c in categories if triage.category(c) is None]
+    if unknown:
+        return settings, [
+            DataProblem(
+                config_dir / "guichet.yml",
+                None,
+                f"triage.category_model: the model knows categories {unknown} that triage.categories does not",
+                "train it again on this configuration's categories (guichet triage train)",
+            )
+        ]
+    resolved = triage.model_copy(update={"category_model": str(path)})
+    return settings.model_copy(update={"triage": resolved}), []
 
 
 def load_configuration(config_dir: Path, environ: Mapping[str, str] | None = None) -> Configuration:

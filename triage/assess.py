@@ -237,7 +237,15 @@ def _has(folded: str, phrase: str) -> bool:
 
 
 def category_of(text: str, parse: Parse | None, settings: TriageSettings) -> tuple[str, float]:
-    """The category from the understood intent when it is sure enough, else from keywords."""
+    """The category from the desk's ticket-history model, else from the understood intent,
+    when either is sure enough; else from keywords."""
+    if settings.category_model:
+        from triage import history  # NumPy models: loaded only by desks that have one
+
+        model, _ = history.load(settings.category_model)
+        found, confidence = model.top(text)
+        if confidence >= settings.category_model_above and settings.category(found):
+            return found, confidence
     by_intent = {i: c.name for c in settings.categories for i in c.intents}
     if parse is not None:
         ranking = list(parse.ranking) or ([parse.intent] if parse.intent else [])

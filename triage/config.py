@@ -195,6 +195,11 @@ class TriageSettings(_Frozen):
     business_hours: BusinessHours = BusinessHours()
     recurring_window_days: int = Field(30, ge=1, le=3650)
     similar_description: float = Field(0.5, gt=0, le=1)
+    # A model trained on the desk's ticket history (`guichet triage train`, triage/history.py):
+    # its directory, relative to the configuration directory; its category is taken when its
+    # confidence reaches `category_model_above`, before the intent and the keywords.
+    category_model: str = ""
+    category_model_above: float = Field(0.5, ge=0, le=1)
     # What the qualification dialogue asks, in this order, when it is not known yet.
     slots: tuple[str, ...] = ("description", "since", "impact", "urgency", "device", "contact")
 
