@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,28 @@ def test_a_history_the_configuration_cannot_use_is_refused_with_the_reason(
     assert configuration is None
     assert len(problems) == 1 and "triage.category_model" in problems[0].message
     assert "guichet triage train" in problems[0].message
+
+
+def test_a_training_that_fails_leaves_the_model_trained_before(
+    desk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [(text, category) for category, texts in HISTORY.items() for text in texts]
+    data = write_history(tmp_path / "history.csv", rows)
+    argv = ["triage", "train", str(data), "--config", str(desk)]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    model = desk / "models" / "categories"
+    before = sorted(p.name for p in model.iterdir())
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without PyTorch
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--fine-tune"])
+    assert exit_.value.code == 2 and "PyTorch" in capsys.readouterr().err
+    assert sorted(p.name for p in model.iterdir()) == before == ["classifier.npz"]
+    assert sorted(p.name for p in model.parent.iterdir()) == ["categories"]  # nothing left half-written
+    use_model(desk, "models/categories")
+    configuration, problems = check_configuration(desk)
+    assert problems == [] and configuration is not None
+    assert (
+        assess("the bluebox dropped again", None, configuration.settings.triage, "en").category == "network"
+    )
