@@ -3,9 +3,10 @@ labelled tickets (its history), the most accurate categories Guichet gives.
 
 The two see different things: the classifier (nlu/classifier.py) every word, pair and
 spelling of a ticket, weighted by how much it tells; the fine-tuned all-MiniLM-L6-v2
-(nlu/finetune.py) the sentence as a whole, in words it learnt English from. Each alone has
-about 86% of the IT tickets of bench/triage.py right; together, more, because they are wrong
-on different tickets.
+(nlu/finetune.py) the sentence as a whole, in words it learnt English from. They are wrong on
+different tickets: on the 3,059 IT tickets bench/triage.py's training sets aside, the
+classifier alone has 87.1% right, the network alone 88.9%, their vote 89.5%; on the test
+fifth, the vote 88.4% (2026-12-06).
 
 Training (`TunedClassifier.train`, PyTorch needed for this step only):
 
@@ -19,7 +20,7 @@ Training (`TunedClassifier.train`, PyTorch needed for this step only):
    learnt from nine tenths (another fine-tuning would cost as much again).
 
 Answering needs NumPy only: the classifier's sparse product and the network's forward pass
-(nlu/minilm.py `TunedHead`), some 30 to 60 ms a ticket here. The confidence of a label is the
+(nlu/minilm.py `TunedHead`), about 23 ms a ticket here. The confidence of a label is the
 softmax of the vote. The directory written holds `network/` (the weights, as safetensors),
 `classifier.npz` and `vote.json`.
 """
