@@ -19,7 +19,7 @@ measured in the same run, on the same split:
 * with `--fine-tune` (PyTorch needed: `make .venv/.finetune`), Guichet's classifier and
   all-MiniLM-L6-v2 fine-tuned on the training tickets vote together (nlu/tuned.py: the vote's
   weight is chosen on a tenth of the training tickets set aside, never on the test fifth);
-  training takes 30 to 45 minutes here (two epochs), answering uses NumPy only (23 ms a ticket).
+  training takes 22 minutes here (two epochs), answering uses NumPy only (23 ms a ticket).
 
 Goal (issue 4): at least 88% accuracy for Guichet's; the peer reaches about 86%. The script
 exits non-zero when the goal is missed, after printing every figure.

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     triage_train.add_argument(
         "--fine-tune",
         action="store_true",
-        help="also fine-tune all-MiniLM-L6-v2 on the tickets (English; PyTorch needed; 20-40 min for 30,000)",
+        help="also fine-tune all-MiniLM-L6-v2 on the tickets (English; PyTorch needed; about 25 min for 30,000)",
     )
     triage_train.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (default: 2)")
     triage_train.add_argument(

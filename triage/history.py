@@ -12,7 +12,7 @@ Two kinds of model, both answered in NumPy:
 * the classifier alone (nlu/classifier.py): trained in a minute, under half a millisecond a
   request; 86.3% of the 38,225 IT tickets of bench/triage.py in the right category;
 * `--fine-tune`: the classifier voting with all-MiniLM-L6-v2 fine-tuned on the tickets
-  (nlu/tuned.py; PyTorch for the training only): 30 to 45 minutes to train on 30,000 tickets
+  (nlu/tuned.py; PyTorch for the training only): 22 minutes to train on 30,000 tickets
   here, about 23 ms a request, and 88.4% of bench/triage.py's tickets right.
 """
 
