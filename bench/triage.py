@@ -152,13 +152,7 @@ def main() -> int:
         ours_train = time.perf_counter() - start
         progress.close()
         if isinstance(model, TunedClassifier):
-            vote = model.vote
-            print(
-                f"vote: the fine-tuned network's weight {model.weight:.2f}, chosen on "
-                f"{vote['validation_examples']} training tickets set aside "
-                f"({vote['validation_accuracy'][str(model.weight)]:.1%} right there; the classifier alone "
-                f"{vote['validation_accuracy']['0.0']:.1%}, the network alone {vote['validation_accuracy']['1.0']:.1%})"
-            )
+            print(model.vote_summary())
         ours_pred, ours_us = timed_predict(lambda t: model.top(t)[0], test_x, "guichet")
     accuracy, f1, recall = scores(test_y, ours_pred)
     results["guichet"] = {

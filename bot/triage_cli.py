@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot.progress import Progress
 from bot.settings import load_settings
+from nlu.tuned import TunedClassifier
 from triage import history
 from triage.history import HistoryError
 
@@ -26,13 +27,8 @@ def train(config_dir: Path, data: Path, out: Path | None, fine_tune: bool, epoch
     model = history.train(tickets, target, fine_tune=fine_tune, epochs=epochs, progress=progress.update)
     progress.close()
     print(f"trained in {time.perf_counter() - start:.0f} s: {target}")
-    vote = getattr(model, "vote", None)
-    if vote:
-        accuracy = vote["validation_accuracy"]
-        print(
-            f"on {vote['validation_examples']} tickets set aside: {accuracy[str(vote['weight'])]:.1%} right with the "
-            f"vote (classifier alone {accuracy['0.0']:.1%}, fine-tuned network alone {accuracy['1.0']:.1%})"
-        )
+    if isinstance(model, TunedClassifier):
+        print(model.vote_summary())
     try:
         relative = target.resolve().relative_to(config_dir.resolve())
     except ValueError:

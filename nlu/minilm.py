@@ -165,8 +165,8 @@ class MiniLM:
 
     dim = 384
 
-    def __init__(self, directory: Path) -> None:
-        t = read_safetensors(directory / "model.safetensors")
+    def __init__(self, directory: Path, tensors: dict[str, FloatArray] | None = None) -> None:
+        t = tensors if tensors is not None else read_safetensors(directory / "model.safetensors")
         self.tokens = WordPieces(directory / "vocab.txt")
         self.words = t["embeddings.word_embeddings.weight"]
         # every sentence is segment 0: its embedding folds into the positions' table
@@ -278,8 +278,8 @@ class TunedHead:
         manifest = json.loads((directory / "tuned.json").read_text(encoding="utf-8"))
         self.labels: list[str] = list(manifest["labels"])
         self.max_tokens = int(manifest["max_tokens"])
-        self.network = MiniLM(directory)
-        t = read_safetensors(directory / "model.safetensors")
+        t = read_safetensors(directory / "model.safetensors")  # BERT's tensors and the head's
+        self.network = MiniLM(directory, t)
         self.weights = np.ascontiguousarray(t["head.weight"].T)
         self.bias = t["head.bias"]
         if self.weights.shape != (self.network.dim, len(self.labels)):

@@ -122,6 +122,17 @@ class TunedClassifier:
             vote,
         )
 
+    def vote_summary(self) -> str:
+        """How the vote's weight was chosen, in one line (after `train`)."""
+        accuracy = self.vote.get("validation_accuracy", {})
+        if not accuracy:
+            return f"the fine-tuned network's weight in the vote: {self.weight:.2f}"
+        return (
+            f"the fine-tuned network's weight in the vote {self.weight:.2f}, chosen on "
+            f"{self.vote['validation_examples']} examples set aside: {accuracy[str(self.weight)]:.1%} right "
+            f"with the vote, the classifier alone {accuracy['0.0']:.1%}, the network alone {accuracy['1.0']:.1%}"
+        )
+
     def scores(self, texts: Sequence[str]) -> FloatArray:
         """The vote, one row per text, one column per label (`self.labels` order)."""
         texts = [t if isinstance(t, str) else str(t) for t in texts]

@@ -94,11 +94,8 @@ def test_numpy_reads_back_what_pytorch_learnt(tuned: Path) -> None:
     texts = ["my screen is broken", "reset password", "order a laptop " * 40, "", "🙂"]
     assert [len(head.pieces(t)) for t in texts][2] == 24  # cut as in training, [SEP] kept
     ours = head.logits(texts)
+    # PyTorch's network takes every fine-tuned tensor of the file, the head's included
     network = finetune._network(torch, minilm.read_safetensors(tuned / "model.safetensors"), 3).eval()
-    network.load_state_dict(
-        {k: torch.from_numpy(np.array(v)) for k, v in minilm.read_safetensors(tuned / "model.safetensors").items()
-         if k in network.state_dict()}
-    )  # fmt: skip
     with torch.no_grad():
         for text, row in zip(texts, ours, strict=True):
             x, mask = finetune._padded(torch, [head.pieces(text)])
