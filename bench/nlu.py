@@ -2,7 +2,7 @@
 sentence encoder) and Rasa 3.6, side by side in one run.
 
     .venv/bin/python bench/nlu.py [--data ../shared/data] [--datasets clinc150 banking77 ...]
-                                  [--no-rasa] [--no-encoder] [--encoder NAME ...]
+                                  [--no-rasa] [--no-encoder] [--encoder NAME ...] [--wait-for-rasa]
 
 Protocol (nothing is tuned on a test set):
 
@@ -30,7 +30,8 @@ Protocol (nothing is tuned on a test set):
 * Rasa: Guichet's Rasa pipeline (nlu/rasa/config.yml: DIET, 100 epochs) on models trained once
   by `bench/rasa_models.py NAME` and kept in ~/.cache with their training time (DIET takes
   hours on CLINC150 here); predictions over HTTP from `rasa run --enable-api`, latency of Rasa's own in-process
-  `Agent.parse_message`. A data set whose Rasa model is not trained yet says so, never guessed.
+  `Agent.parse_message`. A data set whose Rasa model is not trained yet says so, never guessed;
+  with --wait-for-rasa, one that bench/rasa_models.py is still training is waited for.
 
 Language detection is measured on tests/data/language*.csv.
 """
@@ -52,7 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rasa_models import RASA_HOME, model_path, training_record  # noqa: E402
+from bench.rasa_models import RASA_HOME, model_path, training_marker, training_record  # noqa: E402
 from bot.nlu_model import train_with_threshold  # noqa: E402
 from bot.progress import Progress  # noqa: E402
 from nlu.classifier import IntentClassifier, Settings  # noqa: E402
@@ -275,7 +276,24 @@ async def _rasa_parses(url: str, desk: BuiltinEngine, texts: Sequence[str]) -> l
     return parses
 
 
-def rasa(name: str, data: Path) -> Row:
+def wait_for_training(name: str, model: Path) -> None:
+    """Wait while bench/rasa_models.py is still training `name` (its marker names a live process)."""
+    marker = training_marker(name)
+    waited = time.monotonic()
+    while not model.exists() and marker.exists():
+        try:
+            os.kill(int(marker.read_text()), 0)
+        except (ValueError, ProcessLookupError, PermissionError):
+            return  # the trainer died: the row then says the model is not trained
+        print(
+            f"Rasa: waiting for {name}'s model ({(time.monotonic() - waited) / 60:.0f} min)…",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(60)
+
+
+def rasa(name: str, data: Path, wait: bool = False) -> Row:
     from bench.rasa_runner import RasaServer, in_process_latency
 
     if name == "desk":  # the model nlu/rasa/rasa.sh trained on config/nlu (the CI's, too)
@@ -285,6 +303,8 @@ def rasa(name: str, data: Path) -> Row:
         model, _ = model_path(name, data)
         hint = f"python bench/rasa_models.py {name}"
     model = model.resolve()
+    if wait and name != "desk":
+        wait_for_training(name, model)
     if not model.exists():
         return Row(name, "Rasa 3.6", note=f"not trained yet: {hint}")
     _, val, test = splits(name, data)
@@ -438,6 +458,12 @@ def main() -> None:
     parser.add_argument(
         "--datasets", nargs="+", default=["desk", "clinc150", "banking77", "banking77_10shot", "hwu64"]
     )
+    parser.add_argument(
+        "--wait-for-rasa",
+        action="store_true",
+        help="wait for a Rasa model that bench/rasa_models.py is still training, instead of "
+        "reporting it untrained",
+    )
     args = parser.parse_args()
     if not (args.data / "clinc150").is_dir():
         raise SystemExit(f"no public data in {args.data} (see ../shared/data/README.md)")
@@ -454,7 +480,7 @@ def main() -> None:
             for encoder in args.encoder or [USE_MULTILINGUAL, *([MINILM] if english else [])]:
                 rows.append(builtin(name, args.data, encoder))
         if with_rasa:
-            rows.append(rasa(name, args.data))
+            rows.append(rasa(name, args.data, args.wait_for_rasa))
     print()
     details = [line for r in rows for line in r.details]
     for line in [

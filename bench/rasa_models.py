@@ -78,6 +78,11 @@ def training_record(model: Path) -> dict[str, float]:
     return found if isinstance(found, dict) else {}
 
 
+def training_marker(name: str) -> Path:
+    """Present (holding the trainer's process id) while `name`'s model is being trained."""
+    return CACHE / f"{name}.training"
+
+
 def train(name: str, data: Path) -> Path:
     model, content = model_path(name, data)
     if model.exists():
@@ -90,24 +95,31 @@ def train(name: str, data: Path) -> Path:
         f"{name}: training Rasa on {content.count(chr(10) + '    - ')} examples (this can take an hour)…",
         flush=True,
     )
+    # While the marker exists, `bench/nlu.py --wait-for-rasa` waits for this model instead of
+    # reporting it untrained: a benchmark can start while the longest training finishes.
+    marker = training_marker(name)
+    marker.write_text(str(os.getpid()))
     started = time.perf_counter()
-    subprocess.run(
-        [
-            str(RASA_HOME / "bin" / "rasa"),
-            "train",
-            "nlu",
-            "--nlu",
-            str(work / "data"),
-            "--config",
-            str(PIPELINE),
-            "--out",
-            str(CACHE),
-            "--fixed-model-name",
-            model.name.removesuffix(".tar.gz"),
-        ],
-        cwd=work,
-        check=True,
-    )
+    try:
+        subprocess.run(
+            [
+                str(RASA_HOME / "bin" / "rasa"),
+                "train",
+                "nlu",
+                "--nlu",
+                str(work / "data"),
+                "--config",
+                str(PIPELINE),
+                "--out",
+                str(CACHE),
+                "--fixed-model-name",
+                model.name.removesuffix(".tar.gz"),
+            ],
+            cwd=work,
+            check=True,
+        )
+    finally:
+        marker.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     # Kept beside the model: the benchmark prints Rasa's training time without training again.
     record = {
