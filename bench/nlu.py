@@ -53,7 +53,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.rasa_models import RASA_HOME, model_path, training_marker, training_record  # noqa: E402
+from bench.rasa_models import PIPELINES, RASA_HOME, model_path, training_marker, training_record  # noqa: E402
+from bench.rasa_models import train as train_rasa  # noqa: E402
 from bot.nlu_model import train_with_threshold  # noqa: E402
 from bot.progress import Progress  # noqa: E402
 from nlu.classifier import IntentClassifier, Settings  # noqa: E402
@@ -276,9 +277,12 @@ async def _rasa_parses(url: str, desk: BuiltinEngine, texts: Sequence[str]) -> l
     return parses
 
 
-def wait_for_training(name: str, model: Path) -> None:
-    """Wait while bench/rasa_models.py is still training `name` (its marker names a live process)."""
-    marker = training_marker(name)
+RASA_ENGINES = {"diet": "Rasa 3.6 DIET", "fast": "Rasa 3.6 LogReg"}
+
+
+def wait_for_training(name: str, pipeline: str, model: Path) -> None:
+    """Wait while bench/rasa_models.py is still training that model (its marker names a live process)."""
+    marker = training_marker(name, pipeline)
     waited = time.monotonic()
     while not model.exists() and marker.exists():
         try:
@@ -293,45 +297,56 @@ def wait_for_training(name: str, model: Path) -> None:
         time.sleep(60)
 
 
-def rasa(name: str, data: Path, wait: bool = False) -> Row:
+def rasa(name: str, data: Path, pipeline: str = "diet", wait: bool = False) -> Row:
+    """Rasa 3.6 with one of Guichet's Rasa pipelines. DIET's models are trained beforehand (hours
+    on the public sets); the fast pipeline's are trained here when not cached (minutes)."""
     from bench.rasa_runner import RasaServer, in_process_latency
 
-    if name == "desk":  # the model nlu/rasa/rasa.sh trained on config/nlu (the CI's, too)
+    engine = RASA_ENGINES[pipeline]
+    if (
+        name == "desk" and pipeline == "diet"
+    ):  # the model nlu/rasa/rasa.sh trained on config/nlu (the CI's, too)
         model = RASA_WORK / "models" / "current.tar.gz"
         hint = "nlu/rasa/rasa.sh train"
     else:
-        model, _ = model_path(name, data)
+        model, _ = model_path(name, data, pipeline)
         hint = f"python bench/rasa_models.py {name}"
     model = model.resolve()
-    if wait and name != "desk":
-        wait_for_training(name, model)
+    if wait:
+        wait_for_training(name, pipeline, model)
+    trained_here = False
+    if not model.exists() and pipeline == "fast":
+        print(f"Rasa: training {name} with the fast pipeline…", file=sys.stderr, flush=True)
+        model = train_rasa(name, data, pipeline, quiet=True)
+        trained_here = True
     if not model.exists():
-        return Row(name, "Rasa 3.6", note=f"not trained yet: {hint}")
+        return Row(name, engine, note=f"not trained yet: {hint}")
     _, val, test = splits(name, data)
     with RasaServer(model) as server:
         threshold = 0.0
         if name == "clinc150":
-            val_predicted = server.predict([t for t, _ in val], f"Rasa: validation {name}")
+            val_predicted = server.predict([t for t, _ in val], f"{engine}: validation {name}")
             threshold = best_threshold([g for _, g in val], val_predicted)
-        predicted = server.predict([t for t, _ in test], f"Rasa: testing {name}")
+        predicted = server.predict([t for t, _ in test], f"{engine}: testing {name}")
         details: tuple[str, ...] = ()
         if name == "desk":  # the articles a desk running on Rasa gives; its fallback as `guichet run` has it
             train, _, _ = splits("desk", ROOT)
             fallback, fallback_threshold = train_with_threshold(train, encoder="")
-            details = (desk_answers("Rasa 3.6", fallback, fallback_threshold, server.url),)
+            details = (desk_answers(engine, fallback, fallback_threshold, server.url),)
     accuracy, recall = scores([g for _, g in test], predicted, threshold)
     timing = in_process_latency(model, [t for t, _ in test[:300]])
     record = training_record(model)  # written by bench/rasa_models.py and nlu/rasa/rasa.sh
     trained = record.get("seconds")
+    how = "trained in this run" if trained_here else "trained once, cached"
     return Row(
         name,
-        "Rasa 3.6",
+        engine,
         accuracy,
         recall,
         trained,
         timing["median_ms"],
         timing["p99_ms"],
-        "trained once, cached" + (f" (training load {record['load_average']:.1f})" if trained else ""),
+        how + (f" (training load {record['load_average']:.1f})" if trained else ""),
         details,
     )
 
@@ -382,24 +397,22 @@ def table(rows: Sequence[Row]) -> list[str]:
 
 
 def comparisons(rows: Sequence[Row], datasets: Sequence[str]) -> list[str]:
-    """Each built-in variant against Rasa on the same data, as ratios."""
+    """Each built-in variant against each Rasa pipeline on the same data, as ratios."""
     lines = []
     for name in datasets:
-        theirs = next((r for r in rows if r.dataset == name and r.engine == "Rasa 3.6" and r.accuracy), None)
-        for ours in (r for r in rows if r.dataset == name and r.engine.startswith("built-in")):
-            if theirs is None or not (
-                ours.accuracy and theirs.accuracy and ours.median_ms and theirs.median_ms
-            ):
-                continue
-            trained = (
-                f", training {theirs.train_seconds / ours.train_seconds:.0f}× faster"
-                if theirs.train_seconds and ours.train_seconds
-                else ""
-            )
-            lines.append(
-                f"{name}: {ours.engine} / Rasa 3.6: accuracy {ours.accuracy / theirs.accuracy:.3f}×, "
-                f"parse {theirs.median_ms / ours.median_ms:.1f}× faster at the median{trained}"
-            )
+        for theirs in (r for r in rows if r.dataset == name and r.engine.startswith("Rasa") and r.accuracy):
+            for ours in (r for r in rows if r.dataset == name and r.engine.startswith("built-in")):
+                if not (ours.accuracy and theirs.accuracy and ours.median_ms and theirs.median_ms):
+                    continue
+                trained = (
+                    f", training {theirs.train_seconds / ours.train_seconds:.0f}× faster"
+                    if theirs.train_seconds and ours.train_seconds
+                    else ""
+                )
+                lines.append(
+                    f"{name}: {ours.engine} / {theirs.engine}: accuracy {ours.accuracy / theirs.accuracy:.3f}×, "
+                    f"parse {theirs.median_ms / ours.median_ms:.1f}× faster at the median{trained}"
+                )
     return lines
 
 
@@ -459,6 +472,12 @@ def main() -> None:
         "--datasets", nargs="+", default=["desk", "clinc150", "banking77", "banking77_10shot", "hwu64"]
     )
     parser.add_argument(
+        "--rasa-pipeline",
+        action="append",
+        choices=sorted(PIPELINES),
+        help="a Rasa pipeline for a Rasa column; may be given twice (default: diet and fast)",
+    )
+    parser.add_argument(
         "--wait-for-rasa",
         action="store_true",
         help="wait for a Rasa model that bench/rasa_models.py is still training, instead of "
@@ -480,7 +499,8 @@ def main() -> None:
             for encoder in args.encoder or [USE_MULTILINGUAL, *([MINILM] if english else [])]:
                 rows.append(builtin(name, args.data, encoder))
         if with_rasa:
-            rows.append(rasa(name, args.data, args.wait_for_rasa))
+            for pipeline in args.rasa_pipeline or ["diet", "fast"]:
+                rows.append(rasa(name, args.data, pipeline, args.wait_for_rasa))
     print()
     details = [line for r in rows for line in r.details]
     for line in [

@@ -1,11 +1,14 @@
 """Rasa models for the public intent data sets, trained once and kept in a cache.
 
-    python bench/rasa_models.py clinc150|banking77|banking77_10shot|hwu64 [--data DIR]
+    python bench/rasa_models.py clinc150|banking77|banking77_10shot|hwu64|desk ...
+                                [--pipeline diet|fast] [--data DIR]
 
-Writes the data set's training split as Rasa NLU YAML and trains Rasa 3.6 on it with
-Guichet's own Rasa pipeline (nlu/rasa/config.yml), through nlu/rasa/rasa.sh's environment.
+Writes the data set's training split as Rasa NLU YAML (the sample desk: config/nlu as it is)
+and trains Rasa 3.6 on it with one of Guichet's Rasa pipelines, through nlu/rasa/rasa.sh's
+environment: `diet` (nlu/rasa/config.yml, the default a desk gets) or `fast`
+(nlu/rasa/config-fast.yml: Rasa's LogisticRegressionClassifier, minutes instead of hours).
 A model is named after a hash of its data and pipeline, so bench/nlu.py reuses it: DIET
-takes most of an hour on CLINC150 on a 2-core machine, which no benchmark run should repeat.
+takes hours on CLINC150 on a 2-core machine, which no benchmark run should repeat.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +32,7 @@ from nlu.datasets import load_banking77, load_clinc150, load_hwu64  # noqa: E402
 
 RASA_HOME = Path(os.environ.get("GUICHET_RASA_HOME", Path.home() / ".cache/guichet/rasa-3.6"))
 CACHE = Path(os.environ.get("GUICHET_RASA_BENCH", Path.home() / ".cache/guichet/rasa-bench"))
-PIPELINE = ROOT / "nlu" / "rasa" / "config.yml"
+PIPELINES = {"diet": ROOT / "nlu" / "rasa" / "config.yml", "fast": ROOT / "nlu" / "rasa" / "config-fast.yml"}
 
 
 def training_examples(name: str, data: Path) -> list[tuple[str, str]]:
@@ -44,7 +48,7 @@ def training_examples(name: str, data: Path) -> list[tuple[str, str]]:
         return [pair for pairs in per_intent.values() for pair in pairs]
     if name == "hwu64":
         return load_hwu64(data / "hwu64")["train"]
-    raise SystemExit(f"unknown data set {name!r}")
+    raise SystemExit(f"unknown data set {name!r} (clinc150, banking77, banking77_10shot, hwu64, desk)")
 
 
 def rasa_yaml(examples: Sequence[tuple[str, str]]) -> str:
@@ -61,10 +65,25 @@ def rasa_yaml(examples: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_path(name: str, data: Path) -> tuple[Path, str]:
-    content = rasa_yaml(training_examples(name, data))
-    digest = hashlib.sha256((content + PIPELINE.read_text()).encode()).hexdigest()[:16]
-    return CACHE / f"{name}-{digest}.tar.gz", content
+def nlu_files(name: str, data: Path) -> dict[str, str]:
+    """The training files Rasa gets, by file name: the desk's own, or one written from a data set."""
+    if name == "desk":
+        return {
+            f.name: f.read_text(encoding="utf-8") for f in sorted((ROOT / "config" / "nlu").glob("*.y*ml"))
+        }
+    return {"nlu.yml": rasa_yaml(training_examples(name, data))}
+
+
+def stem(name: str, pipeline: str) -> str:
+    """The cache's name for a data set's model: DIET's keep the bare data-set name."""
+    return name if pipeline == "diet" else f"{name}-{pipeline}"
+
+
+def model_path(name: str, data: Path, pipeline: str = "diet") -> tuple[Path, dict[str, str]]:
+    files = nlu_files(name, data)
+    content = "".join(files[f] for f in sorted(files))
+    digest = hashlib.sha256((content + PIPELINES[pipeline].read_text()).encode()).hexdigest()[:16]
+    return CACHE / f"{stem(name, pipeline)}-{digest}.tar.gz", files
 
 
 def training_record(model: Path) -> dict[str, float]:
@@ -78,26 +97,26 @@ def training_record(model: Path) -> dict[str, float]:
     return found if isinstance(found, dict) else {}
 
 
-def training_marker(name: str) -> Path:
-    """Present (holding the trainer's process id) while `name`'s model is being trained."""
-    return CACHE / f"{name}.training"
+def training_marker(name: str, pipeline: str = "diet") -> Path:
+    """Present (holding the trainer's process id) while that model is being trained."""
+    return CACHE / f"{stem(name, pipeline)}.training"
 
 
-def train(name: str, data: Path) -> Path:
-    model, content = model_path(name, data)
+def train(name: str, data: Path, pipeline: str = "diet", quiet: bool = False) -> Path:
+    model, files = model_path(name, data, pipeline)
     if model.exists():
-        print(f"{name}: already trained: {model}")
+        print(f"{name}: already trained ({pipeline}): {model}")
         return model
-    work = CACHE / f"{name}-work"
-    (work / "data").mkdir(parents=True, exist_ok=True)
-    (work / "data" / "nlu.yml").write_text(content, encoding="utf-8")
-    print(
-        f"{name}: training Rasa on {content.count(chr(10) + '    - ')} examples (this can take an hour)…",
-        flush=True,
-    )
+    work = CACHE / f"{stem(name, pipeline)}-work"
+    shutil.rmtree(work / "data", ignore_errors=True)
+    (work / "data").mkdir(parents=True)
+    for file, content in files.items():
+        (work / "data" / file).write_text(content, encoding="utf-8")
+    examples = sum(content.count("\n    - ") for content in files.values())
+    print(f"{name}: training Rasa ({pipeline}) on about {examples:,} examples…", flush=True)
     # While the marker exists, `bench/nlu.py --wait-for-rasa` waits for this model instead of
     # reporting it untrained: a benchmark can start while the longest training finishes.
-    marker = training_marker(name)
+    marker = training_marker(name, pipeline)
     marker.write_text(str(os.getpid()))
     started = time.perf_counter()
     try:
@@ -109,14 +128,17 @@ def train(name: str, data: Path) -> Path:
                 "--nlu",
                 str(work / "data"),
                 "--config",
-                str(PIPELINE),
+                str(PIPELINES[pipeline]),
                 "--out",
                 str(CACHE),
                 "--fixed-model-name",
                 model.name.removesuffix(".tar.gz"),
+                *(["--quiet"] if quiet else []),
             ],
             cwd=work,
             check=True,
+            stdout=subprocess.DEVNULL if quiet else None,
+            stderr=subprocess.DEVNULL if quiet else None,
         )
     finally:
         marker.unlink(missing_ok=True)
@@ -128,7 +150,7 @@ def train(name: str, data: Path) -> Path:
         "cores": os.cpu_count(),
     }
     model.with_suffix("").with_suffix(".json").write_text(json.dumps(record))
-    print(f"{name}: trained in {seconds / 60:.1f} min: {model}", flush=True)
+    print(f"{name}: trained ({pipeline}) in {seconds / 60:.1f} min: {model}", flush=True)
     return model
 
 
@@ -137,10 +159,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--pipeline", choices=sorted(PIPELINES), default="diet")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     for name in args.datasets:
-        train(name, args.data)
+        train(name, args.data, args.pipeline)
 
 
 if __name__ == "__main__":
