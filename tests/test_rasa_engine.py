@@ -4,6 +4,7 @@ and what happens when Rasa is down or slow: the built-in engine answers, nobody 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -24,14 +25,14 @@ from tests.processes import ROOT, free_port
 RASA_SCRIPT = ROOT / "nlu" / "rasa" / "rasa.sh"
 
 
-@pytest.fixture(scope="session")
-def rasa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `rasa run --enable-api`, trained (or reused from the cache) on config/nlu."""
-    log = tmp_path_factory.mktemp("rasa") / "rasa.log"
-    # Installing Rasa takes about 2 minutes and training the sample 20 to 30 on 2 cores, once:
-    # both are kept under ~/.cache/guichet. An hour is the most a first run may take.
+@contextlib.contextmanager
+def trained_rasa_server(log: Path, environ: dict[str, str] | None = None) -> Iterator[str]:
+    """`nlu/rasa/rasa.sh train` on config/nlu (or reused from the cache), then `serve` on a free port."""
+    env = {**os.environ, **(environ or {})}
+    # Installing Rasa takes about 2 minutes and training the sample with DIET 20 to 40 on 2
+    # cores, once: both are kept under ~/.cache/guichet. An hour is the most a first run may take.
     trained = subprocess.run(
-        [str(RASA_SCRIPT), "train", str(SAMPLE_CONFIG)], capture_output=True, text=True, timeout=3600
+        [str(RASA_SCRIPT), "train", str(SAMPLE_CONFIG)], capture_output=True, text=True, timeout=3600, env=env
     )
     if trained.returncode != 0:
         pytest.fail(
@@ -45,6 +46,7 @@ def rasa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240  # Rasa takes about 40 s to load a model, more on a busy machine
@@ -67,6 +69,13 @@ def rasa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def rasa_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `rasa run --enable-api` with Guichet's default pipeline (DIET), trained on config/nlu."""
+    with trained_rasa_server(tmp_path_factory.mktemp("rasa") / "rasa.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +162,26 @@ async def test_rasa_too_slow_falls_back_within_the_timeout(builtin: BuiltinEngin
         await runner.cleanup()
     assert parse.engine == "builtin"
     assert parse.kb_matches[0].article_id == "account-locked"
+
+
+async def test_rasas_fast_pipeline_understands_through_guichet(
+    builtin: BuiltinEngine, tmp_path: Path
+) -> None:
+    """GUICHET_RASA_PIPELINE=fast: Rasa's LogisticRegressionClassifier instead of DIET, for a desk
+    that cannot wait half an hour (bench/nlu.py prints both training times); in its own work
+    folder, so the default model is left alone."""
+    environ = {"GUICHET_RASA_WORK": str(tmp_path / "work"), "GUICHET_RASA_PIPELINE": "fast"}
+    with trained_rasa_server(tmp_path / "rasa.log", environ) as url:
+        config = (tmp_path / "work" / "config.yml").read_text()
+        assert "LogisticRegressionClassifier" in config and "DIETClassifier" not in config
+        engine = RasaEngine(url, builtin, timeout=10)
+        await engine.start()
+        try:
+            greeting = await engine.parse("bonjour")
+            locked = await engine.parse("my account is locked")
+        finally:
+            await engine.close()
+    assert greeting.engine == "rasa" and greeting.intent is not None
+    assert greeting.intent.name == "greet" and greeting.language == "fr"
+    assert locked.engine == "rasa" and locked.language == "en"
+    assert locked.kb_matches[0].article_id == "account-locked"
