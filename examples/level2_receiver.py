@@ -3,7 +3,8 @@
     python examples/level2_receiver.py --secret whsec_… [--port 9000] [--guichet http://127.0.0.1:8080]
         [--log-file tickets.jsonl] [--fail-rate 0.3]
 
-`guichet handoff queues` prints the secret of each queue. Type `help` for the commands.
+`guichet handoff queues` prints the secret of each queue: give this desk the secrets of every
+queue it serves, space-separated. Type `help` for the commands.
 Standard library and aiohttp only; run it from the repository (it uses handoff/signing.py).
 """
 
@@ -64,6 +65,9 @@ class Desk:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.secrets = args.secret.split()
+        # One desk may serve several queues, each with its own secret: a queue's events are
+        # signed with the secret its tickets came with (the first secret until one came).
+        self.queue_secrets: dict[str, str] = {}
         self.seen: set[str] = set()  # webhook-ids already handled: Guichet retries after a lost answer
         self.tickets: dict[str, dict[str, Any]] = {}
         self.agent = "Agent"
@@ -88,6 +92,7 @@ class Desk:
         except SignatureError as exc:
             say(f"\n! refused a request: {exc.reason}")
             return web.json_response({"error": exc.reason}, status=401)
+        secret = next(s for s in self.secrets if self.signed_with(s, request, body))
         if msg_id in self.seen:
             return web.json_response({"duplicate": True})
         try:
@@ -103,8 +108,17 @@ class Desk:
                 log.write(json.dumps(document, ensure_ascii=False) + "\n")
         self.seen.add(msg_id)
         self.remember(document)
+        self.queue_secrets[str(document.get("queue"))] = secret
         self.announce(document, number)
         return web.json_response({"ok": True})
+
+    @staticmethod
+    def signed_with(secret: str, request: web.Request, body: bytes) -> bool:
+        try:
+            verify([secret], request.headers, body)
+        except SignatureError:
+            return False
+        return True
 
     def announce(self, d: dict[str, Any], number: str) -> None:
         t, who = d.get("ticket", {}), d.get("requester", {})
@@ -147,7 +161,8 @@ class Desk:
             url = self.args.guichet.rstrip("/") + "/handoff/events"
         else:
             url = ticket["reply_route"]["events_url"]
-        signed = headers(self.secrets[0], f"evt_{uuid.uuid4().hex}", body)
+        secret = self.queue_secrets.get(str(ticket["queue"]), self.secrets[0])
+        signed = headers(secret, f"evt_{uuid.uuid4().hex}", body)
         assert self.http is not None
         async with self.http.post(url, data=body, headers=signed) as answer:
             say(f"-> {kind} {number}: HTTP {answer.status} {printable(await answer.text())}")
@@ -221,7 +236,10 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--secret", required=True, help="the queue's signing secret (several, space-separated)"
+        "--secret",
+        required=True,
+        help="the queues' signing secrets, space-separated: one per queue this desk serves, or "
+        "an old and a new one during a key rotation",
     )
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 in a container")

@@ -26,10 +26,10 @@ from triage.tickets import Requester, Ticket
 NUMBER = "HD-2026-000042"
 
 
-def document(event_id: str) -> dict[str, Any]:
+def document(event_id: str, number: str = NUMBER, queue: str = "support") -> dict[str, Any]:
     now = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
     ticket = Ticket(
-        number=NUMBER,
+        number=number,
         requester=Requester(
             id="ana@example.com", channel="webchat", conversation_key="webchat:s1", name="Ana"
         ),
@@ -42,7 +42,7 @@ def document(event_id: str) -> dict[str, Any]:
         description="le VPN coupe",
         first_response_due=now,
         resolution_due=now,
-        queue="support",
+        queue=queue,
     )
     transcript = [TranscriptEntry(1, "user", "le VPN coupe", now, "m1")]
     return ticket_payload(
@@ -220,3 +220,45 @@ async def test_fail_rate_answers_503_and_no_terminal_does_not_stop_the_desk(tmp_
         assert "still receiving tickets" in d.printed()
     assert not log.exists()  # a refused delivery is not kept: Guichet will send it again
     assert d.process.returncode == 0 and "desk stopped" in d.printed()
+
+
+async def test_one_desk_serves_two_queues_and_signs_each_queues_events_with_its_secret() -> None:
+    """The sample sends support and security tickets to one desk, each queue with its own secret."""
+    secrets = {"support": new_secret(), "security": new_secret()}
+    checked: list[tuple[str, str, bool]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        event = json.loads(body)
+        try:
+            verify([secrets[event["queue"]]], request.headers, body)
+            valid = True
+        except SignatureError:
+            valid = False
+        checked.append((event["ticket"], event["queue"], valid))
+        return web.json_response({"accepted": True}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/handoff/events", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    tickets = {"support": NUMBER, "security": "HD-2026-000043"}
+    try:
+        async with desk(
+            "--secret", f"{secrets['support']} {secrets['security']}", "--guichet", f"http://127.0.0.1:{port}"
+        ) as d:
+            for queue, number in tickets.items():
+                body = json.dumps(document(f"msg_{queue}", number, queue)).encode()
+                status, _, _ = await d.post(body, headers(secrets[queue], f"msg_{queue}", body))
+                assert status == 200
+            await d.type(f"reply {tickets['security']} On bloque le compte")
+            await d.type(f"reply {NUMBER} Je regarde")
+            for _ in range(200):
+                if len(checked) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    assert checked == [("HD-2026-000043", "security", True), (NUMBER, "support", True)]
