@@ -44,7 +44,7 @@ _MARKERS = {
     ),
     "en": frozenset(
         """please pls plz thx ty cheers sure nope yep yeah broken jammed suspicious stuck thanks hello hi hey
-        yes help problem connection password""".split()
+        yes help problem connection password printer screen keyboard mouse""".split()
     ),
 }
 

@@ -42,6 +42,10 @@ def engine() -> BuiltinEngine:
         ("nope", "fr", "en"),
         ("rdp ko svp", None, "fr"),
         ("password svp", "en", "en"),  # markers of both languages: the statistics, then the hint
+        # One word of one language only, with no hint (REST): not the desk's default language.
+        ("printer", None, "en"),
+        ("imprimante", None, "fr"),
+        ("mouse", "fr", "en"),
     ],
 )
 def test_language(engine: BuiltinEngine, text: str, hint: str | None, language: str) -> None:
