@@ -25,7 +25,7 @@ from bot.texts import say
 from handoff.payload import event_payload, ticket_payload
 from handoff.routing import route
 from nlu.engine import Parse
-from triage.assess import assess
+from triage.assess import assess_aside
 from triage.priority import priority as rate
 from triage.recurring import PastTicket, relate
 from triage.sla import deadlines, in_business_hours
@@ -107,7 +107,7 @@ class TicketDesk:
             phone=draft.get("phone"),
         )
         description = str(draft.get("description") or state.facts.get("last_request") or "")
-        assessment = assess(description, parse, triage, language)
+        assessment = await assess_aside(description, parse, triage, language)
         category = draft.get("category") or assessment.category
         history = await self.store.tickets_of(requester.id)
         relation = relate(

@@ -30,7 +30,7 @@ from bot.texts import say
 from nlu.engine import BuiltinEngine, NluEngine, Parse, contact_only, understood_articles
 from nlu.retrieval import KbMatch
 from nlu.text import STOPWORDS, fold, words
-from triage.assess import assess
+from triage.assess import assess_aside
 from triage.config import TriageSettings
 from triage.slots import corrected, missing, parse_answer, question
 
@@ -397,7 +397,7 @@ class Policy:
         understanding found in them, and what the channel tells (a verified email)."""
         request = str(state.facts.get("last_request") or turn.inbound.text)
         parse = await self.engine.parse(request, turn.language)
-        found = assess(request, parse, self.triage, turn.language)
+        found = await assess_aside(request, parse, self.triage, turn.language)
         # Why level 1 hands it over: counted per reason (bot/metrics.py), told to level 2.
         draft: dict[str, Any] = {"description": request, "category": found.category, "reason": reason}
         for slot in ("impact", "urgency", "device", "since"):
