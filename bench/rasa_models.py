@@ -108,7 +108,10 @@ def train(name: str, data: Path, pipeline: str = "diet", quiet: bool = False) ->
         print(f"{name}: already trained ({pipeline}): {model}")
         return model
     work = CACHE / f"{stem(name, pipeline)}-work"
-    shutil.rmtree(work / "data", ignore_errors=True)
+    # Rasa keeps what each component trained in .rasa/cache and reuses it on the same data:
+    # a second training would take seconds. The time kept beside the model is a whole training.
+    for kept in ("data", ".rasa"):
+        shutil.rmtree(work / kept, ignore_errors=True)
     (work / "data").mkdir(parents=True)
     for file, content in files.items():
         (work / "data" / file).write_text(content, encoding="utf-8")
@@ -136,6 +139,7 @@ def train(name: str, data: Path, pipeline: str = "diet", quiet: bool = False) ->
                 *(["--quiet"] if quiet else []),
             ],
             cwd=work,
+            env={**os.environ, "RASA_MAX_CACHE_SIZE": "0"},
             check=True,
             stdout=subprocess.DEVNULL if quiet else None,
             stderr=subprocess.DEVNULL if quiet else None,
