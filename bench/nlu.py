@@ -412,6 +412,13 @@ def table(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def faster(ratio: float) -> str:
+    """A ratio of times, read the right way round: "1.4× faster", "2.0× slower"."""
+    if ratio < 1:
+        return f"{1 / ratio:.1f}× slower"
+    return f"{ratio:.0f}× faster" if ratio >= 10 else f"{ratio:.1f}× faster"
+
+
 def comparisons(rows: Sequence[Row], datasets: Sequence[str]) -> list[str]:
     """Each built-in variant against each Rasa pipeline on the same data, as ratios."""
     lines = []
@@ -421,13 +428,13 @@ def comparisons(rows: Sequence[Row], datasets: Sequence[str]) -> list[str]:
                 if not (ours.accuracy and theirs.accuracy and ours.median_ms and theirs.median_ms):
                     continue
                 trained = (
-                    f", training {theirs.train_seconds / ours.train_seconds:.0f}× faster"
+                    f", training {faster(theirs.train_seconds / ours.train_seconds)}"
                     if theirs.train_seconds and ours.train_seconds
                     else ""
                 )
                 lines.append(
                     f"{name}: {ours.engine} / {theirs.engine}: accuracy {ours.accuracy / theirs.accuracy:.3f}×, "
-                    f"parse {theirs.median_ms / ours.median_ms:.1f}× faster at the median{trained}"
+                    f"parse {faster(theirs.median_ms / ours.median_ms)} at the median{trained}"
                 )
     return lines
 
