@@ -318,9 +318,7 @@ def rasa(name: str, data: Path, pipeline: str = "diet", wait: bool = False) -> R
     from bench.rasa_runner import RasaServer, in_process_latency
 
     engine = RASA_ENGINES[pipeline]
-    if (
-        name == "desk" and pipeline == "diet"
-    ):  # the model nlu/rasa/rasa.sh trained on config/nlu (the CI's, too)
+    if name == "desk" and pipeline == "diet":  # the model nlu/rasa/rasa.sh trained (the CI's, too)
         model = RASA_WORK / "models" / "current.tar.gz"
         hint = "nlu/rasa/rasa.sh train"
     else:

@@ -55,17 +55,32 @@ class Guichet:
     """Stands in for Guichet's POST /handoff/events: records each event and its signature check."""
 
     secret: str
+    queue_secrets: dict[str, str] = field(default_factory=dict)  # a queue with a secret of its own
     port: int = field(default_factory=free_port)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
+        event = json.loads(body)
         try:
-            checked = verify([self.secret], request.headers, body)
+            checked = verify([self.queue_secrets.get(event["queue"], self.secret)], request.headers, body)
         except SignatureError as exc:
             checked = f"refused: {exc.reason}"
-        self.events.append((checked, json.loads(body)))
+        self.events.append((checked, event))
         return web.json_response({"accepted": True}, status=202)
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        """Listening on its port; yields the URL a desk's --guichet takes."""
+        app = web.Application()
+        app.router.add_post("/handoff/events", self.receive)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        try:
+            yield f"http://127.0.0.1:{self.port}/"
+        finally:
+            await runner.cleanup()
 
     async def wait_for(self, count: int) -> list[tuple[str, dict[str, Any]]]:
         for _ in range(200):
@@ -126,17 +141,10 @@ async def desk(*options: str, stdin: int | None = asyncio.subprocess.PIPE) -> As
 async def test_the_desk_keeps_each_signed_ticket_once_and_answers_from_the_terminal(tmp_path: Path) -> None:
     secret = new_secret()
     guichet = Guichet(secret)
-    app = web.Application()
-    app.router.add_post("/handoff/events", guichet.receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", guichet.port).start()
     log = tmp_path / "tickets.jsonl"
     body = json.dumps(document("msg_1"), ensure_ascii=False).encode()
-    try:
-        async with desk(
-            "--secret", secret, "--guichet", f"http://127.0.0.1:{guichet.port}/", "--log-file", str(log)
-        ) as d:
+    async with guichet.serving() as url:
+        async with desk("--secret", secret, "--guichet", url, "--log-file", str(log)) as d:
             status, _, said = await d.post(body, headers(secret, "msg_1", body))
             assert (status, json.loads(said)) == (200, {"ok": True})
             # Guichet retries after a lost answer: the same id is acknowledged, not kept twice.
@@ -162,8 +170,6 @@ async def test_the_desk_keeps_each_signed_ticket_once_and_answers_from_the_termi
                     break
                 await asyncio.sleep(0.05)
         printed = d.printed()
-    finally:
-        await runner.cleanup()
 
     assert all(checked.startswith("evt_") for checked, _ in events), events  # each one verified
     assert len({checked for checked, _ in events}) == 3  # each event has its own id
@@ -225,40 +231,16 @@ async def test_fail_rate_answers_503_and_no_terminal_does_not_stop_the_desk(tmp_
 async def test_one_desk_serves_two_queues_and_signs_each_queues_events_with_its_secret() -> None:
     """The sample sends support and security tickets to one desk, each queue with its own secret."""
     secrets = {"support": new_secret(), "security": new_secret()}
-    checked: list[tuple[str, str, bool]] = []
-
-    async def receive(request: web.Request) -> web.Response:
-        body = await request.read()
-        event = json.loads(body)
-        try:
-            verify([secrets[event["queue"]]], request.headers, body)
-            valid = True
-        except SignatureError:
-            valid = False
-        checked.append((event["ticket"], event["queue"], valid))
-        return web.json_response({"accepted": True}, status=202)
-
-    app = web.Application()
-    app.router.add_post("/handoff/events", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    guichet = Guichet(secret="", queue_secrets=secrets)
     tickets = {"support": NUMBER, "security": "HD-2026-000043"}
-    try:
-        async with desk(
-            "--secret", f"{secrets['support']} {secrets['security']}", "--guichet", f"http://127.0.0.1:{port}"
-        ) as d:
-            for queue, number in tickets.items():
-                body = json.dumps(document(f"msg_{queue}", number, queue)).encode()
-                status, _, _ = await d.post(body, headers(secrets[queue], f"msg_{queue}", body))
-                assert status == 200
-            await d.type(f"reply {tickets['security']} On bloque le compte")
-            await d.type(f"reply {NUMBER} Je regarde")
-            for _ in range(200):
-                if len(checked) >= 2:
-                    break
-                await asyncio.sleep(0.05)
-    finally:
-        await runner.cleanup()
+    both = f"{secrets['support']} {secrets['security']}"
+    async with guichet.serving() as url, desk("--secret", both, "--guichet", url) as d:
+        for queue, number in tickets.items():
+            body = json.dumps(document(f"msg_{queue}", number, queue)).encode()
+            status, _, _ = await d.post(body, headers(secrets[queue], f"msg_{queue}", body))
+            assert status == 200
+        await d.type(f"reply {tickets['security']} On bloque le compte")
+        await d.type(f"reply {NUMBER} Je regarde")
+        events = await guichet.wait_for(2)
+    checked = [(e["ticket"], e["queue"], verified.startswith("evt_")) for verified, e in events]
     assert checked == [("HD-2026-000043", "security", True), (NUMBER, "support", True)]

@@ -50,12 +50,13 @@ setup() {
 train() {
   config_dir=$(cd "${1:-$repo/config}" && pwd)
   [ -d "$config_dir/nlu" ] || { echo "no nlu/ folder in $config_dir" >&2; exit 2; }
-  setup >/dev/null
+  # Checked before setup: a mistyped pipeline is refused at once, not after installing Rasa.
   case "${GUICHET_RASA_PIPELINE:-diet}" in
     diet) pipeline="$here/config.yml"; takes="20 to 40 minutes" ;;
     fast) pipeline="$here/config-fast.yml"; takes="about a minute" ;;
     *) echo "GUICHET_RASA_PIPELINE must be diet or fast, not '${GUICHET_RASA_PIPELINE}'" >&2; exit 2 ;;
   esac
+  setup >/dev/null
   mkdir -p "$work/models"
   cp "$pipeline" "$work/config.yml"
   # The model's name says what it was trained on: same data, same model, no retraining.
