@@ -22,7 +22,7 @@ from bot.errors import ConfigError, StoreError
 from bot.fanout import Fanout
 from bot.kb_watch import KnowledgeBaseWatcher
 from bot.level2_api import Level2Api
-from bot.manager import LEASE_SECONDS, ConversationManager, Outbox, WebhookTarget
+from bot.manager import LEASE_SECONDS, REPLY_CONTEXT, ConversationManager, Outbox, WebhookTarget
 from bot.messages import Inbound, Outbound, TranscriptEntry, conversation_key
 from bot.metrics import Metrics
 from bot.nlu_api import NluApi
@@ -217,6 +217,7 @@ class Guichet:
                 self.http,
                 max_message_chars=settings.webchat.max_message_chars,
                 reply_timeout=settings.rest.reply_timeout_seconds,
+                token=settings.rest.token,
             )
         if settings.email.enabled:
             self.channels["email"] = self._email_channel()
@@ -229,6 +230,7 @@ class Guichet:
 
     def _email_channel(self) -> Channel:
         from channels.email import EmailChannel, EmailOptions
+        from channels.email_auth import Authenticator, AuthOptions
         from channels.email_relay import FolderRelay, MailRelay, SmtpRelay
 
         mail = self.settings.email
@@ -255,7 +257,24 @@ class Guichet:
             from_name=mail.from_name or self.settings.organisation,
             attachments_dir=self.attachments_dir,
         )
-        return EmailChannel(options, relay, self._ticket_thread)
+        auth = mail.authentication
+        authenticator = Authenticator(
+            AuthOptions(
+                trusted_authserv_ids=auth.trusted_authserv_ids,
+                dkim=auth.dkim,
+                spf=auth.spf,
+                dns_servers=auth.dns_servers,
+                dns_timeout=auth.dns_timeout_seconds,
+            )
+        )
+        return EmailChannel(options, relay, self._ticket_thread, self._thread_owner, authenticator)
+
+    async def _thread_owner(self, conversation: str) -> str | None:
+        """The address an email conversation belongs to: the From of the mails it admitted
+        (its first one's, since only that address's proved mails join it)."""
+        state = await self.store.load_state(conversation_key("email", conversation))
+        owner = (state.facts.get(REPLY_CONTEXT) or {}).get("reply_address") if state else None
+        return str(owner) if owner else None
 
     async def _ticket_thread(self, number: str, sender: str) -> str | None:
         """The email conversation of a ticket quoted in a subject, if the sender owns it."""

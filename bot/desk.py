@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.guesses import Guesses
 from bot.messages import Choice, Inbound, Outbound, new_id, utcnow
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -61,6 +62,7 @@ def person(inbound: Inbound, state: ConversationState) -> Requester:
         name=inbound.user_name,
         email=email,
         language=state.language or "fr",
+        email_verified=bool(email),
     )
 
 
@@ -73,6 +75,7 @@ class TicketDesk:
         self.settings = settings
         self.events_url = events_url
         self.attachment_key = b""  # set by the app: signs the download links of attachments
+        self.guesses = Guesses(store)
 
     def attachment_url(self, ref: str) -> str | None:
         """A download link level 2 can use as is (the signature is the credential), for the
@@ -100,11 +103,13 @@ class TicketDesk:
         triage = self.settings.triage
         now = utcnow()
         writer = person(inbound, state)
+        contact = draft.get("email") or writer.email
         requester = dataclasses.replace(
             writer,
             language=language,
-            email=draft.get("email") or writer.email,
+            email=contact,
             phone=draft.get("phone"),
+            email_verified=writer.email_verified and str(contact).lower() == str(writer.email).lower(),
         )
         description = str(draft.get("description") or state.facts.get("last_request") or "")
         assessment = await assess_aside(description, parse, triage, language)
@@ -267,6 +272,11 @@ class TicketDesk:
         if number is not None:
             ticket = mine.get(number)
             if ticket is None:  # someone else's, or none: the same answer, so nothing leaks
+                if minutes := await self.guesses.wait(inbound):
+                    return [
+                        _reply(inbound, language, say("too_many_guesses", language, minutes=str(minutes)))
+                    ]
+                await self.guesses.missed(inbound)
                 return [_reply(inbound, language, say("ticket_unknown", language, number=number))]
             return [_reply(inbound, language, self._status_line(ticket, language))]
         if not mine:

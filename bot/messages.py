@@ -30,6 +30,12 @@ def clean_text(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
+def language_hint(code: object) -> str | None:
+    """A platform's language tag ("fr-FR", "en") as a language Guichet speaks, else None."""
+    code = str(code or "")[:2].lower()
+    return code if code in ("fr", "en") else None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -218,8 +218,9 @@ class Policy:
             state, facts={**state.facts, "last_request": description, "suggested": suggested}
         )
         draft: dict[str, Any] = {"description": description, "reason": "email"}
-        if turn.inbound.user_email:
-            draft["email"] = turn.inbound.user_email
+        claimed = (turn.inbound.raw.get("email") or {}).get("from")
+        if turn.inbound.user_email or claimed:  # a claimed From is a contact, flagged unverified
+            draft["email"] = turn.inbound.user_email or claimed
         opened = await self.desk.open_ticket(state, turn.inbound, lang, draft, parse)
         number = str(opened.state.facts.get("active_ticket") or "")
         name = turn.inbound.user_name
@@ -238,7 +239,7 @@ class Policy:
 
     async def _may_auto_reply(self, inbound: Inbound) -> bool:
         """The caps of STANDARDS.md: so many automatic replies per sender and in all, per window."""
-        address = str((inbound.raw.get("reply_context") or {}).get("envelope_sender") or "").lower()
+        address = str((inbound.raw.get("reply_context") or {}).get("auto_reply_to") or "").lower()
         if not address:
             return False
         limits = self.auto_reply
@@ -289,8 +290,11 @@ class Policy:
             if turn.inbound.text.strip() == match.group(0):  # a bare code says nothing of the language
                 lang = turn.inbound.language or lang
                 turn = _Turn(turn.inbound, lang)
+            if minutes := await self.desk.guesses.wait(turn.inbound):  # not even looked up
+                return Outcome(state, [turn.reply(say("too_many_guesses", lang, minutes=str(minutes)))])
             email = await self.desk.redeem(match.group(0).upper())
             if email is None:
+                await self.desk.guesses.missed(turn.inbound)
                 return Outcome(state, [turn.reply(say("link_invalid", lang))])
             facts = {**state.facts, "verified_email": email}
             return Outcome(

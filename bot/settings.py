@@ -56,6 +56,10 @@ class WebchatSettings(_Frozen):
 class RestSettings(_Frozen):
     enabled: bool = True
     reply_timeout_seconds: float = Field(10.0, gt=0)
+    # Without a token the REST channel is open: whoever knows or guesses a `sender` reads and
+    # continues that conversation. With one (only from GUICHET_REST_TOKEN), every request must
+    # carry it, as ?token=… (Rasa's --auth-token) or Authorization: Bearer ….
+    token: str | None = Field(None, repr=False)
 
 
 class RelaySettings(_Frozen):
@@ -78,6 +82,21 @@ class AutoReplyLimits(_Frozen):
     window_seconds: int = Field(600, ge=1)
 
 
+class MailAuthSettings(_Frozen):
+    """How a mail's From is proved before it may act on a ticket (channels/email_auth.py)."""
+
+    # The desk's MX: its Authentication-Results headers (RFC 8601) are believed. Name it when
+    # Guichet sits behind a relay; the MX must remove such headers from outside (Postfix,
+    # OpenDMARC and rspamd do).
+    trusted_authserv_ids: tuple[str, ...] = ()
+    dkim: bool = True  # check DKIM signatures here (DNS)
+    # SPF for the connecting address: only when Guichet receives mail straight from the
+    # Internet. Behind a relay, the address is the relay's, and SPF says nothing of the sender.
+    spf: bool = False
+    dns_servers: tuple[str, ...] = ()  # "host" or "host:port"; empty: the system's resolver
+    dns_timeout_seconds: float = Field(5.0, gt=0, le=30)
+
+
 class EmailSettings(_Frozen):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -89,6 +108,7 @@ class EmailSettings(_Frozen):
     max_recipients: int = Field(5, ge=1, le=100)
     auto_reply: AutoReplyLimits = AutoReplyLimits()
     relay: RelaySettings = RelaySettings()
+    authentication: MailAuthSettings = MailAuthSettings()
 
 
 class TelegramSettings(_Frozen):
@@ -223,6 +243,7 @@ ENVIRONMENT: Mapping[str, tuple[tuple[str, ...], Any]] = {
     "GUICHET_SLACK_BOT_TOKEN": (("slack", "bot_token"), str),
     "GUICHET_SLACK_SIGNING_SECRET": (("slack", "signing_secret"), str),
     "GUICHET_SLACK_APP_TOKEN": (("slack", "app_token"), str),
+    "GUICHET_REST_TOKEN": (("rest", "token"), str),
 }
 
 # Keys that hold secrets: refused in the file (they come from the environment above).
@@ -235,6 +256,7 @@ SECRET_KEYS: tuple[tuple[str, ...], ...] = (
     ("slack", "bot_token"),
     ("slack", "signing_secret"),
     ("slack", "app_token"),
+    ("rest", "token"),
 )
 
 

@@ -200,6 +200,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "C'est fait : ce canal est lié à {email}. Vos demandes y sont visibles.",
         "en": "Done: this channel is linked to {email}. Your requests are visible here.",
     },
+    "too_many_guesses": {
+        "fr": "Trop d'essais de codes ou de numéros de demande : réessayez dans {minutes} min.",
+        "en": "Too many tries of codes or request numbers: try again in {minutes} min.",
+    },
     "link_invalid": {
         "fr": "Ce code de liaison n'est pas valable (ou a expiré). Demandez-en un nouveau.",
         "en": "This link code is not valid (or has expired). Ask for a new one.",

@@ -9,7 +9,10 @@ id travels in the Message-IDs Guichet gives its replies (`<c.{id}.{random}@domai
 threading needs no lookup.
 
 A reply to a mail that quotes one of the sender's ticket numbers in its subject continues
-that ticket's conversation too. Outgoing mail (`send`) is built from the reply context the
+that ticket's conversation too. Either way, only when the mail's From is proved
+(channels/email_auth.py: DKIM or SPF aligned with it, or the desk's MX saying so) and is that
+conversation's own address: a claimed From opens a new request, flagged unverified, that
+shares nothing with anyone's tickets. Outgoing mail (`send`) is built from the reply context the
 inbound mail carried (recipient, subject, thread): the bot's replies are automatic replies
 (RFC 3834: `Auto-Submitted: auto-replied`, empty envelope sender, never to a sender the
 rules refuse), a level-2 agent's replies are ordinary mail from the support address. Both
@@ -36,7 +39,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from bot.errors import DeliveryError
 from bot.messages import Inbound, Outbound, clean_text
 from channels.base import Channel, OnMessage
-from channels.email_message import auto_reply_refusal, read_mail
+from channels.email_auth import UNVERIFIED, Authenticator, MailIdentity
+from channels.email_message import ReceivedMail, auto_reply_refusal, read_mail
 from channels.email_relay import MailRelay
 
 log = logging.getLogger("guichet.email")
@@ -65,6 +69,13 @@ def _encoded(text: str) -> str:
     return text if text.isascii() else email.header.Header(text, "utf-8").encode()
 
 
+def _recipient(context: Any, automatic: bool) -> object:
+    # "envelope_sender": what conversations stored before automatic replies could go to a proved From.
+    if automatic:
+        return context.get("auto_reply_to") or context.get("envelope_sender")
+    return context.get("reply_address")
+
+
 def _address(value: object) -> str:
     """A bare addr-spec, or "" when it holds anything that could end a header or add one."""
     text = str(value or "").strip()
@@ -74,6 +85,8 @@ def _address(value: object) -> str:
 # (ticket number, sender address) → the conversation id of that ticket when it is the
 # sender's own email conversation, else None (a guessed number opens nothing of anyone else's).
 TicketThread = Callable[[str, str], Awaitable[str | None]]
+# An email conversation's id → the address it belongs to, or None when there is no such conversation.
+ThreadOwner = Callable[[str], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +130,18 @@ class EmailChannel(Channel):
     name = "email"
 
     def __init__(
-        self, options: EmailOptions, relay: MailRelay, ticket_thread: TicketThread | None = None
+        self,
+        options: EmailOptions,
+        relay: MailRelay,
+        ticket_thread: TicketThread | None = None,
+        thread_owner: ThreadOwner | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.options = options
         self.relay = relay
         self.ticket_thread = ticket_thread
+        self.thread_owner = thread_owner
+        self.authenticator = authenticator
         self._accepted = {a.lower() for a in options.addresses}
         self._on_message: OnMessage | None = None
         self._server: asyncio.Server | None = None
@@ -166,7 +186,7 @@ class EmailChannel(Channel):
     async def send(self, message: Outbound, seq: int | None) -> None:
         context = message.context
         automatic = message.sender != "agent"
-        recipient = str((context.get("envelope_sender") if automatic else context.get("reply_address")) or "")
+        recipient = str((_recipient(context, automatic)) or "")
         if not recipient:
             # Only mail the rules refuse ever reached this conversation (bot/policy.py gives
             # it no reply); the message stays in the transcript level 2 reads.
@@ -195,7 +215,7 @@ class EmailChannel(Channel):
         if ticket and ticket not in subject:
             subject = f"{subject} [{ticket}]"
         name = message.agent_name if message.sender == "agent" and message.agent_name else options.from_name
-        to = _address(context.get("envelope_sender") if automatic else context.get("reply_address"))
+        to = _address(_recipient(context, automatic))
         headers = [
             ("Subject", _encoded(subject[:250])),
             ("From", email.utils.formataddr((_one_line(name)[:100], options.loop_id), charset="utf-8")),
@@ -246,7 +266,8 @@ class EmailChannel(Channel):
         if isinstance(raw, str):
             raw = raw.encode("utf-8", errors="replace")
         try:
-            inbound = await self.to_inbound(raw, envelope.mail_from or "")
+            peer = session.peer[0] if isinstance(session.peer, tuple) and session.peer else ""
+            inbound = await self.to_inbound(raw, envelope.mail_from or "", str(peer), session.host_name or "")
             assert self._on_message is not None, "start() was not called"
             await self._on_message(inbound)
         except Exception:
@@ -254,17 +275,42 @@ class EmailChannel(Channel):
             return "451 4.3.0 Temporary failure, please try again later"
         return f"250 2.0.0 Accepted as {inbound.platform_message_id[:64]}"
 
-    async def to_inbound(self, raw: bytes, envelope_sender: str) -> Inbound:
+    async def identify(
+        self, raw: bytes, mail: ReceivedMail, envelope_sender: str, peer: str, helo: str
+    ) -> MailIdentity:
+        if self.authenticator is None or not mail.sender:
+            return UNVERIFIED
+        try:
+            return await asyncio.to_thread(
+                self.authenticator.check, raw, mail.message, mail.sender, envelope_sender, peer, helo
+            )
+        except Exception as exc:  # a check that breaks proves nothing; the mail is still read
+            log.warning("could not check who sent a mail: %s", type(exc).__name__)
+            return MailIdentity(False, f"check failed ({type(exc).__name__})")
+
+    async def thread(self, mail: ReceivedMail, identity: MailIdentity) -> str | None:
+        """The existing conversation this mail continues: only its own proved address may."""
+        if not identity.verified:
+            return None
+        candidate = thread_of([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])])
+        if candidate is not None and self.thread_owner is not None:
+            owner = await self.thread_owner(candidate)
+            if owner is not None and owner.lower() == mail.sender:
+                return candidate
+        if self.ticket_thread is not None:
+            # "Re: [HD-2026-000042]" from the ticket's own requester continues that ticket.
+            for number in _TICKET.findall(mail.subject):
+                if conversation := await self.ticket_thread(number, mail.sender):
+                    return conversation
+        return None
+
+    async def to_inbound(self, raw: bytes, envelope_sender: str, peer: str = "", helo: str = "") -> Inbound:
         mail = read_mail(raw)
         digest = hashlib.sha256(raw).hexdigest()
         # A retry of the same message is the same platform message: deduplicated by the store.
         platform_id = mail.message_id or f"<sha256.{digest}>"
-        conversation = thread_of([*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])])
-        if conversation is None and self.ticket_thread is not None and mail.sender:
-            # "Re: [HD-2026-000042]" from the ticket's own requester continues that ticket.
-            for number in _TICKET.findall(mail.subject):
-                if conversation := await self.ticket_thread(number, mail.sender):
-                    break
+        identity = await self.identify(raw, mail, envelope_sender, peer, helo)
+        conversation = await self.thread(mail, identity)
         if conversation is None:
             conversation = hashlib.sha256(platform_id.encode()).hexdigest()[:24]
         text = clean_text(mail.text) or clean_text(mail.subject) or "(empty message)"
@@ -289,16 +335,21 @@ class EmailChannel(Channel):
             "envelope_sender": envelope_sender,
             "auto_reply_refusal": refusal,
             "attachments": attachments,
+            # The claimed From, and whether it was proved: level 2 sees an unverified request flagged.
+            "from": mail.sender,
+            "verified": identity.verified,
+            "authentication": identity.how,
         }
         # How replies reach this person (bot/manager.py copies it onto every reply, also
-        # level 2's later ones): automatic replies to the envelope sender only (RFC 3834),
-        # an agent's replies to the From address. A mail the rules refuse (a bounce, an
-        # out-of-office) leaves the conversation's addressing as it was: level 2 must not
-        # end up writing to MAILER-DAEMON.
+        # level 2's later ones): an agent's replies to the From address; automatic replies to
+        # the envelope sender (RFC 3834) when the From is not proved (this mail's own new
+        # request, nothing else), to the proved From when it is. A mail the rules refuse (a
+        # bounce, an out-of-office) leaves the conversation's addressing as it was: level 2
+        # must not end up writing to MAILER-DAEMON.
         reply_context: dict[str, Any] = {}
         if refusal is None:
             reply_context = {
-                "envelope_sender": sender,
+                "auto_reply_to": mail.sender if identity.verified else sender,
                 "reply_address": mail.sender or sender,
                 "subject": mail.subject,
                 "message_id": mail.message_id or "",
@@ -307,12 +358,12 @@ class EmailChannel(Channel):
         return Inbound(
             channel=self.name,
             conversation_id=conversation,
-            user_id=mail.sender or envelope_sender.lower(),
+            # A proved From is the person's identity across channels and tickets; a claimed one
+            # is nobody's: this conversation alone (its tickets are listed to nobody else).
+            user_id=mail.sender if identity.verified else f"unverified:{conversation}",
             text=text,
             platform_message_id=platform_id,
             user_name=mail.sender_name or None,
-            # The sender's address is the person's identity (the issue's rule); a forged
-            # sender gets no automatic reply (auto_reply_refusal) but is still read.
-            user_email=mail.sender or None,
+            user_email=mail.sender if identity.verified else None,
             raw={"email": details, "reply_context": reply_context, "attachments": details["attachments"]},
         )

@@ -4,21 +4,29 @@ It answers with the bot's replies to that message, `[{"recipient_id", "text", "b
 so front ends and test tools written for Rasa's REST channel work unchanged. Replies that are
 not answers to a waiting request (an agent writing later) stay in the transcript only: this
 channel has no way to push them.
+
+Whoever knows a `sender` id reads and continues its conversation, as with Rasa's own REST
+channel: set GUICHET_REST_TOKEN to require a token (`?token=` or `Authorization: Bearer`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
 
-from bot.messages import Inbound, Outbound, clean_text, new_id
+from bot.messages import Inbound, Outbound, clean_text, language_hint, new_id
 from channels.base import Channel, OnMessage
 
 log = logging.getLogger("guichet.rest")
+
+# A sender id is printed in logs and used in store keys: no control characters.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class _Waiter:
@@ -32,9 +40,15 @@ class RestChannel(Channel):
     connection_bound = True
 
     def __init__(
-        self, app: web.Application, *, max_message_chars: int = 2000, reply_timeout: float = 10.0
+        self,
+        app: web.Application,
+        *,
+        max_message_chars: int = 2000,
+        reply_timeout: float = 10.0,
+        token: str | None = None,
     ) -> None:
         self.max_message_chars = max_message_chars
+        self.token = token
         self.reply_timeout = reply_timeout
         self._on_message: OnMessage | None = None
         self._waiting: dict[str, _Waiter] = {}
@@ -72,7 +86,23 @@ class RestChannel(Channel):
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})  # what Rasa's REST channel answers here
 
+    def _authorised(self, request: web.Request) -> bool:
+        if not self.token:
+            return True
+        given = request.query.get("token", "")
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
     async def _webhook(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return _problem(
+                401,
+                "unauthorized",
+                "A valid token is required (?token=… or Authorization: Bearer …). "
+                "/ Un jeton valide est demandé.",
+            )
         try:
             body = await request.json(loads=json.loads)
         except web.HTTPRequestEntityTooLarge:
@@ -86,6 +116,8 @@ class RestChannel(Channel):
         sender, text = body.get("sender"), body.get("message")
         if not isinstance(sender, str) or not 1 <= len(sender) <= 200:
             return _problem(400, "bad_request", "'sender' must be a text of 1 to 200 characters.")
+        if _UNPRINTABLE.search(sender):
+            return _problem(400, "bad_request", "'sender' must not hold control characters or line breaks.")
         if not isinstance(text, str):
             return _problem(400, "bad_request", "'message' must be a text.")
         if len(text) > self.max_message_chars:
@@ -94,7 +126,7 @@ class RestChannel(Channel):
         if not text:
             return _problem(400, "bad_request", "'message' is empty.")
         metadata = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
-        language = metadata.get("language") if isinstance(metadata.get("language"), str) else None
+        language = language_hint(metadata.get("language"))  # "xx" or 42: no hint, not an error
         inbound = Inbound(
             channel=self.name,
             conversation_id=sender,
@@ -102,7 +134,7 @@ class RestChannel(Channel):
             text=text,
             platform_message_id=new_id(),
             language=language,
-            raw={"metadata": metadata},
+            raw={"metadata": metadata, "client": request.remote or ""},
         )
         waiter = _Waiter()
         self._waiting[inbound.platform_message_id] = waiter

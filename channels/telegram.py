@@ -51,7 +51,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiohttp import web
 
 from bot.errors import ConfigError, DeliveryError
-from bot.messages import Inbound, Outbound, clean_text
+from bot.messages import Inbound, Outbound, clean_text, language_hint
 from bot.settings import Settings, TelegramSettings, missing_channel_secrets
 from channels.base import Channel, OnMessage
 
@@ -251,7 +251,7 @@ class TelegramChannel(Channel):
             return None  # service messages, other bots
         if chat.get("type") != "private":
             self._groups.add(int(chat["id"]))
-        hint = _language(sender.get("language_code"))
+        hint = language_hint(sender.get("language_code"))
         text = str(message.get("text") or message.get("caption") or "")
         attachments = self._attachments(message)
         command = _command(text)
@@ -291,7 +291,7 @@ class TelegramChannel(Channel):
             user_id=str(int(sender["id"])),
             text=text,
             platform_message_id=f"update:{update_id}",
-            language=_language(sender.get("language_code")),
+            language=language_hint(sender.get("language_code")),
             payload=payload,
             user_name=_name(sender),
             raw={"telegram": {"callback": True, "callback_id": str(query.get("id") or "")}},
@@ -386,11 +386,6 @@ def _keyboard(message: Outbound) -> InlineKeyboardMarkup:
 def _name(user: Mapping[str, Any]) -> str | None:
     parts = [str(user[k]) for k in ("first_name", "last_name") if user.get(k)]
     return " ".join(parts) or (str(user["username"]) if user.get("username") else None)
-
-
-def _language(code: object) -> str | None:
-    code = str(code or "")[:2].lower()
-    return code if code in ("fr", "en") else None
 
 
 def _command(text: str) -> tuple[str, str] | None:

@@ -277,6 +277,7 @@ class WebchatChannel(Channel):
             platform_message_id=f"{session_id}/{client_id}",
             language=language,
             payload=payload[:200] if payload else None,
+            raw={"client": ip},  # for the limit on guessed codes and ticket numbers (bot/guesses.py)
         )
         assert self._on_message is not None, "start() was not called"
         try:

@@ -130,6 +130,7 @@ class Desk:
                 f"\n== {printable(number)}  {t.get('priority')}  {printable(t.get('category'))}"
                 f"  queue {printable(d.get('queue'))}{'  RECURRING, linked: ' + printable(linked) if t.get('recurring') else ''}\n"
                 f"   from {person} <{printable(who.get('email') or who.get('phone') or '-')}>"
+                f"{'' if who.get('email_verified') or not who.get('email') else ' (UNVERIFIED address)'}"
                 f" on {printable(who.get('channel'))} ({printable(d.get('language'))})\n"
                 f"   {printable(d.get('summary', ''))}\n"
                 f"   first response due {sla.get('first_response_due')}, resolution due {sla.get('resolution_due')}"

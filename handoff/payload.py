@@ -60,6 +60,7 @@ def _envelope(kind: str, event_id: str, ticket: Ticket, events_url: str) -> dict
             "id": ticket.requester.id,
             "name": ticket.requester.name,
             "email": ticket.requester.email,
+            "email_verified": ticket.requester.email_verified,
             "phone": ticket.requester.phone,
             "channel": ticket.requester.channel,
             "language": ticket.requester.language,

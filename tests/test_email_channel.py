@@ -1,6 +1,7 @@
 """The SMTP server of the email door, spoken to by real clients (smtplib and swaks): mail for a
 support address is stored before `250`, everything else is refused the way SMTP expects, a
-storage failure is a `451` the client retries, and a reply to our mail finds its conversation."""
+storage failure is a `451` the client retries, and a reply to our mail finds its conversation
+when its From is proved (here by the desk's MX, `mx.test`), never when it is only claimed."""
 
 from __future__ import annotations
 
@@ -16,10 +17,19 @@ import pytest
 from bot.messages import AcceptResult, Inbound
 from bot.store.embedded import EmbeddedStore
 from channels.email import EmailChannel, EmailOptions
+from channels.email_auth import Authenticator, AuthOptions
 from channels.email_relay import FolderRelay
 from tests.test_email_message import GOOD
 
 SUPPORT = "support@support.example.com"
+# What the desk's MX adds above a mail whose From it proved (RFC 8601).
+PROVED = (
+    b"Authentication-Results: mx.test; dkim=pass header.d=client.fr; dmarc=pass header.from=client.fr\r\n"
+)
+
+
+async def owner(conversation: str) -> str | None:
+    return "ana@client.fr" if conversation == "conv12345" else None
 
 
 class Server:
@@ -44,6 +54,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     channel = EmailChannel(
         EmailOptions(addresses=(SUPPORT,), domain="support.example.com", port=0, max_bytes=100_000),
         FolderRelay(tmp_path / "sent"),
+        thread_owner=owner,
+        authenticator=Authenticator(AuthOptions(trusted_authserv_ids=("mx.test",), dkim=False)),
     )
     instance = Server(channel, store)
     await channel.start(instance.on_message)
@@ -63,7 +75,9 @@ async def test_mail_for_a_support_address_is_stored_once_before_250(server: Serv
     refused = await asyncio.to_thread(send, server.channel.port, GOOD, [SUPPORT])
     assert refused == {}
     (inbound,) = server.received
-    assert inbound.channel == "email" and inbound.user_email == "ana@client.fr"
+    # Claimed, not proved: read and kept, but nobody's identity.
+    assert inbound.channel == "email" and inbound.user_email is None
+    assert inbound.raw["email"]["from"] == "ana@client.fr" and inbound.raw["email"]["verified"] is False
     assert inbound.text == "Bonjour, l'imprimante du 2e étage n'imprime plus."
     assert inbound.raw["email"]["subject"] == "Imprimante bloquée"
     assert inbound.raw["email"]["auto_reply_refusal"] is None
@@ -73,6 +87,11 @@ async def test_mail_for_a_support_address_is_stored_once_before_250(server: Serv
     # The client sends it again (it lost our 250): accepted, but kept once.
     await asyncio.to_thread(send, server.channel.port, GOOD, [SUPPORT])
     assert len(server.received) == 1 and len(await server.store.pending(inbound.conversation_key)) == 1
+    # The same mail proved by the MX: Ana herself.
+    proved = PROVED + GOOD.replace(b"<abc@client.fr>", b"<abc2@client.fr>")
+    await asyncio.to_thread(send, server.channel.port, proved, [SUPPORT])
+    assert server.received[-1].user_email == "ana@client.fr" and server.received[-1].raw["email"]["verified"]
+    assert server.received[-1].raw["email"]["authentication"] == "dmarc=pass (mx.test)"
 
 
 async def test_never_an_open_relay_and_limits_hold(server: Server) -> None:
@@ -106,8 +125,16 @@ async def test_a_reply_to_our_mail_continues_its_conversation_and_bounces_are_ma
         b"Message-ID: <abc@client.fr>",
         b"Message-ID: <def@client.fr>\r\nIn-Reply-To: <c.conv12345.9f3a@support.example.com>",
     )
-    await asyncio.to_thread(send, server.channel.port, reply, [SUPPORT])
+    await asyncio.to_thread(send, server.channel.port, PROVED + reply, [SUPPORT])
     assert server.received[-1].conversation_id == "conv12345"
+    # The same reply with a claimed From only: a new conversation of its own.
+    claimed = reply.replace(b"<def@client.fr>", b"<def2@client.fr>")
+    await asyncio.to_thread(send, server.channel.port, claimed, [SUPPORT])
+    assert server.received[-1].conversation_id != "conv12345"
+    # A header naming another server than our MX proves nothing.
+    other = PROVED.replace(b"mx.test", b"mx.evil.example") + reply.replace(b"<def@", b"<def3@")
+    await asyncio.to_thread(send, server.channel.port, other, [SUPPORT])
+    assert server.received[-1].conversation_id != "conv12345" and server.received[-1].user_email is None
     bounce = GOOD.replace(
         b"Message-ID: <abc@client.fr>", b"Message-ID: <b1@client.fr>\r\nAuto-Submitted: auto-replied"
     )
@@ -131,4 +158,4 @@ async def test_swaks_delivers_a_plain_message(server: Server) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "250 2.0.0 Accepted" in result.stdout
     assert server.received[-1].text == "Le VPN ne se connecte plus depuis ce matin."
-    assert server.received[-1].user_email == "bob@client.com"
+    assert server.received[-1].raw["email"]["from"] == "bob@client.com"

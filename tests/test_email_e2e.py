@@ -13,7 +13,7 @@ import re
 import shutil
 import smtplib
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from bot.config import load_configuration
 from handoff.payload import validate
 from tests.conftest import MODEL_DIR
 from tests.level2 import Receiver, post_event
+from tests.mail_auth import DkimKey, DnsServer
 from tests.mail_sink import MailSink
 from tests.processes import config_copy
 
@@ -58,15 +59,20 @@ def send(port: int, raw: bytes, envelope_from: str = "ana@client.fr") -> None:
 
 
 class Desk:
-    def __init__(self, app: Guichet, sink: MailSink, receiver: Receiver) -> None:
-        self.app, self.sink, self.receiver = app, sink, receiver
+    def __init__(
+        self, app: Guichet, sink: MailSink, receiver: Receiver, signer: DkimKey | None = None
+    ) -> None:
+        self.app, self.sink, self.receiver, self.signer = app, sink, receiver, signer
 
     @property
     def smtp_port(self) -> int:
         channel: Any = self.app.channels["email"]
         return int(channel.port)
 
-    async def send(self, raw: bytes, envelope_from: str = "ana@client.fr") -> None:
+    async def send(self, raw: bytes, envelope_from: str = "ana@client.fr", *, signed: bool = True) -> None:
+        """Send a mail; one from the signer's domain leaves DKIM-signed, as its provider sends it."""
+        if signed and self.signer is not None and f"@{self.signer.domain}>" in _from_line(raw):
+            raw = self.signer.sign(raw)
         await asyncio.to_thread(send, self.smtp_port, raw, envelope_from)
         await self.settle()
 
@@ -79,10 +85,26 @@ class Desk:
         await asyncio.sleep(0.05)
 
 
-def configuration(tmp_path: Path, receiver: Receiver, relay: dict[str, Any], **email: Any) -> Any:
+def _from_line(raw: bytes) -> str:
+    head = raw.split(b"\n\n", 1)[0].decode("ascii", "replace").lower()
+    lines = [line for line in head.splitlines() if line.startswith("from:")]
+    return (lines[0] if lines else "").rstrip() + ">"
+
+
+def configuration(
+    tmp_path: Path, receiver: Receiver, relay: dict[str, Any], dns: DnsServer | None = None, **email: Any
+) -> Any:
+    # DKIM checked against the test's own DNS server; without one, not checked (no DNS here).
+    authentication = {"dns_servers": [dns.address], "dns_timeout_seconds": 2} if dns else {"dkim": False}
     config = config_copy(
         tmp_path / "config",
-        email={"addresses": [SUPPORT], "domain": "support.example.com", "relay": relay, **email},
+        email={
+            "addresses": [SUPPORT],
+            "domain": "support.example.com",
+            "relay": relay,
+            "authentication": authentication,
+            **email,
+        },
         handoff={
             "queues": {"support": {"url": receiver.url}, "security": {"url": receiver.url}},
             "default_queue": "support",
@@ -103,18 +125,29 @@ def configuration(tmp_path: Path, receiver: Receiver, relay: dict[str, Any], **e
 
 
 @pytest.fixture
-async def desk(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Desk]:
-    """Guichet relaying through a sink that demands STARTTLS and a login, as a real relay does."""
+def dns_server() -> Iterator[DnsServer]:
+    server = DnsServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def desk(tmp_path: Path, receiver: Receiver, dns_server: DnsServer) -> AsyncIterator[Desk]:
+    """Guichet relaying through a sink that demands STARTTLS and a login, as a real relay does;
+    client.fr signs its mail with DKIM (its key in the test's DNS), so Ana's replies are proved."""
     sink = MailSink(tls_dir=tmp_path / "tls", login=("guichet", "s3cret"))
     await sink.start()
     relay = {"host": "localhost", "port": sink.port, "security": "starttls", "username": "guichet"}
-    app = Guichet(configuration(tmp_path, receiver, relay))
+    signer = await asyncio.to_thread(DkimKey, tmp_path / "dkim", "client.fr", dns_server)
+    app = Guichet(configuration(tmp_path, receiver, relay, dns_server))
     await app.start()
     # The relay's certificate is the test's own: trust it the way an operator trusts a company CA.
     channel: Any = app.channels["email"]
     channel.relay.tls_context = sink.client_context
     try:
-        yield Desk(app, sink, receiver)
+        yield Desk(app, sink, receiver, signer)
     finally:
         await app.stop()
         await sink.stop()

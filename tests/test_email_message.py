@@ -113,7 +113,7 @@ def test_the_auto_reply_cannot_start_a_loop_nor_inject_headers(tmp_path: Path) -
         FolderRelay(tmp_path),
     )
     context = {
-        "envelope_sender": "ana@client.fr",
+        "auto_reply_to": "ana@client.fr",
         "reply_address": "ana@client.fr",
         "subject": mail.subject,
         "message_id": mail.message_id,

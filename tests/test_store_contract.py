@@ -155,6 +155,9 @@ async def test_secret_is_created_once(store: Store) -> None:
     first = await store.secret("webchat", "aaa")
     assert first == "aaa"
     assert await store.secret("webchat", "bbb") == "aaa"
+    # Looked up without a value to create: nothing is stored, so a guessed name leaves no trace.
+    assert await store.secret("link:LINK-00000000", "") == ""
+    assert await store.secret("link:LINK-00000000", "later") == "later"
 
 
 async def test_transcript_pages_by_seq(store: Store) -> None:

@@ -34,6 +34,9 @@ class Requester:
     email: str | None = None
     phone: str | None = None
     language: str = "fr"
+    # True only when `email` is an address the channel proved (a Slack profile, a DKIM- or
+    # SPF-aligned mail, a linked channel); an address typed or claimed in a From is not.
+    email_verified: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

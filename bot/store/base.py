@@ -311,7 +311,9 @@ class Store(ABC):
 
     @abstractmethod
     async def secret(self, name: str, create: str) -> str:
-        """The stored secret of this name, storing `create` first if there is none."""
+        """The stored secret of this name, storing `create` first if there is none; with
+        `create` empty, nothing is stored and "" means there is none (a guessed name leaves
+        no trace)."""
 
     @abstractmethod
     async def try_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...

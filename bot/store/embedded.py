@@ -504,9 +504,10 @@ class EmbeddedStore(Store):
 
     async def secret(self, name: str, create: str) -> str:
         def operation(db: sqlite3.Connection) -> str:
-            db.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, create))
-            (value,) = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
-            return str(value)
+            if create:
+                db.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, create))
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            return str(row[0]) if row else ""
 
         return await self._write(operation)
 

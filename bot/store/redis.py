@@ -473,9 +473,10 @@ class RedisStore(Store):
 
     async def secret(self, name: str, create: str) -> str:
         key = self._key("secret", name)
-        await self.client.set(key, create, nx=True)
+        if create:
+            await self.client.set(key, create, nx=True)
         value = await self.client.get(key)
-        return str(value)
+        return str(value) if value is not None else ""
 
     async def try_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
         return bool(
