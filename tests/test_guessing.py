@@ -179,3 +179,25 @@ async def test_rest_edge_cases_are_answered_cleanly(
     state = await guichet.store.load_state("rest:zz")
     assert state is not None and state.language in ("fr", "en")
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+async def test_over_the_real_web_chat_anothers_ticket_and_guessed_codes_tell_nothing(
+    guichet: Guichet,
+) -> None:
+    from tests.test_webchat_protocol import connect, frames_until
+
+    await give_ana_a_ticket(guichet)
+    async with aiohttp.ClientSession() as http:
+        ws, _ = await connect(http, guichet)
+        answers = []
+        for n, text in enumerate(
+            [f"où en est {ANAS} ?", *(f"LINK-{k:08d}" for k in range(FREE["sender"] + 1))]
+        ):
+            await ws.send_json({"type": "message", "id": f"g{n}", "text": text})
+            answers.append((await frames_until(ws, "message"))[-1]["text"])
+        await ws.close()
+    assert "Vérifiez le numéro" in answers[0] and "VPN" not in answers[0] and "Marie" not in answers[0]
+    # The number counted as a wrong guess too: the fifth wrong code is already held back.
+    assert all("pas valable" in a or "not valid" in a for a in answers[1 : FREE["sender"]]), answers
+    assert all("Trop d'essais" in a or "Too many" in a for a in answers[FREE["sender"] :]), answers
+    assert link_rows(guichet) == 0
