@@ -27,6 +27,9 @@ The desks, in three sections that must not be pooled:
   (bench/desks/README.md). Their figures are the honest "out of the box" ones, reported apart
   so that no one reads a tuned desk's figure as what a customer gets. The run refuses to start
   when a file there differs from bench/desks/FROZEN.sha256, or was added or removed.
+* development desks (bench/dev-desks: mairie, saas): written the same way, after the frozen
+  ones, to be tuned on: where Guichet's constants and choices are fit, with the public sets.
+  Their figures are tuned figures, reported apart.
 * public data sets as desks (../shared/data, read in place, never copied): CLINC150, BANKING77
   and HWU64, one English article per intent (its name as the title, three of its training
   lines chosen with random.Random(42) as the article's questions, a placeholder body) and no
@@ -79,10 +82,15 @@ from nlu.kb import Article  # noqa: E402
 DESKS = ROOT / "bench" / "desks"
 FROZEN_LIST = DESKS / "FROZEN.sha256"
 FROZEN = tuple(sorted(p.name for p in DESKS.iterdir() if (p / "questions.csv").is_file()))
+DEV_DESKS = ROOT / "bench" / "dev-desks"
+DEVELOPMENT = tuple(
+    sorted(p.name for p in DEV_DESKS.iterdir() if (p / "questions.csv").is_file()) if DEV_DESKS.is_dir() else ()
+)
 PUBLIC = ("clinc150", "banking77", "hwu64")
 SAMPLE = "sample"
 SECTIONS = {
     "frozen": "frozen desks (never tuned on)",
+    "development": "development desks (written like the frozen ones, tuned on)",
     "public": "public data sets as desks (never tuned on; one article per intent, placeholder bodies)",
     "sample": "sample desk (tuned on)",
 }
@@ -163,14 +171,15 @@ def frozen_problems() -> list[str]:
     return problems
 
 
-def frozen_desk(name: str) -> Desk:
-    folder = DESKS / name
+def written_desk(name: str, section: str) -> Desk:
+    """A desk of bench/desks (frozen) or bench/dev-desks (development): kb/ and questions.csv."""
+    folder = (DESKS if section == "frozen" else DEV_DESKS) / name
     with (folder / "questions.csv").open(encoding="utf-8", newline="") as file:
         rows = list(csv.DictReader(file))
     questions = tuple(
         Question(r["question"], r["language"].strip() or None, r["article"].strip() or None) for r in rows
     )
-    return Desk(name, "frozen", questions, copied=(folder / "kb",))
+    return Desk(name, section, questions, copied=(folder / "kb",))
 
 
 def article_id(intent: str) -> str:
@@ -249,7 +258,9 @@ def sample_desk() -> Desk:
 
 def build(name: str, data: Path, limit: int | None) -> Desk:
     if name in FROZEN:
-        return frozen_desk(name)
+        return written_desk(name, "frozen")
+    if name in DEVELOPMENT:
+        return written_desk(name, "development")
     if name in PUBLIC:
         train, test, outside = public_splits(name, data)
         return public_desk(name, train, test, outside, limit)
@@ -442,7 +453,7 @@ def report(rows: Sequence[Row], times: Mapping[str, Sequence[float]]) -> list[st
             continue
         lines += ["", title, HEADER, *(line(r) for r in members)]
         ran = [r for r in members if not r.error]
-        if section == "frozen" and len(ran) > 1:
+        if section in ("frozen", "development") and len(ran) > 1:
             everything = [t for r in ran for t in times[r.desk]]
             lines.append(line(pooled(f"all {len(ran)} together", section, ran, everything)))
     lines.append("")
@@ -461,7 +472,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    names = (*FROZEN, *PUBLIC, SAMPLE)
+    names = (*FROZEN, *DEVELOPMENT, *PUBLIC, SAMPLE)
     parser.add_argument(
         "--desk", action="append", choices=names, help="run this desk only; may be given several times"
     )
@@ -498,7 +509,15 @@ def main() -> int:
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="guichet-bench-kb-") as scratch:
         for name in chosen:
-            section = "frozen" if name in FROZEN else "public" if name in PUBLIC else "sample"
+            section = (
+                "frozen"
+                if name in FROZEN
+                else "development"
+                if name in DEVELOPMENT
+                else "public"
+                if name in PUBLIC
+                else "sample"
+            )
             try:
                 desk = build(name, args.data, limit)
                 row, replies = asyncio.run(run_desk(desk, Path(scratch)))
