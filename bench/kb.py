@@ -84,7 +84,9 @@ FROZEN_LIST = DESKS / "FROZEN.sha256"
 FROZEN = tuple(sorted(p.name for p in DESKS.iterdir() if (p / "questions.csv").is_file()))
 DEV_DESKS = ROOT / "bench" / "dev-desks"
 DEVELOPMENT = tuple(
-    sorted(p.name for p in DEV_DESKS.iterdir() if (p / "questions.csv").is_file()) if DEV_DESKS.is_dir() else ()
+    sorted(p.name for p in DEV_DESKS.iterdir() if (p / "questions.csv").is_file())
+    if DEV_DESKS.is_dir()
+    else ()
 )
 PUBLIC = ("clinc150", "banking77", "hwu64")
 SAMPLE = "sample"
@@ -283,6 +285,9 @@ def write_configuration(desk: Desk, folder: Path) -> Path:
     return config
 
 
+KB_ENCODER = "none"  # --kb-encoder: nlu.kb_encoder for every desk
+
+
 def start_guichet(config: Path, folder: Path, models: Path) -> Guichet:
     # As tests/conftest.py's configuration_for: the store in the desk's folder, free ports.
     environ = {
@@ -290,6 +295,7 @@ def start_guichet(config: Path, folder: Path, models: Path) -> Guichet:
         "GUICHET_HTTP_PORT": "0",
         "GUICHET_SMTP_PORT": "0",
         "GUICHET_MODEL_DIR": str(models),
+        "GUICHET_KB_ENCODER": KB_ENCODER,
     }
     try:
         return Guichet(load_configuration(config, environ=environ))
@@ -485,9 +491,23 @@ def main() -> int:
         "lines are capped by it too (default 600)",
     )
     parser.add_argument("--full", action="store_true", help="every test line of the public sets")
+    parser.add_argument(
+        "--kb-encoder",
+        choices=["none", "multilingual-e5-small"],
+        default="none",
+        help="nlu.kb_encoder of every desk: a second encoder for the knowledge base (make .venv/.e5)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
+    parser.add_argument(
+        "--replies",
+        type=Path,
+        default=None,
+        help="write each question's first reply as CSV (desk, question, expected, given, offered)",
+    )
     args = parser.parse_args()
     chosen = args.desk or list(names)
+    global KB_ENCODER
+    KB_ENCODER = args.kb_encoder
     limit = None if args.full else args.limit
     if any(name in FROZEN for name in chosen):
         problems = frozen_problems()
@@ -507,6 +527,7 @@ def main() -> int:
     began = time.perf_counter()
     rows: list[Row] = []
     times: dict[str, list[float]] = {}
+    answered: dict[str, list[tuple[Question, Reply]]] = {}
     with tempfile.TemporaryDirectory(prefix="guichet-bench-kb-") as scratch:
         for name in chosen:
             section = (
@@ -527,23 +548,35 @@ def main() -> int:
                 continue
             rows.append(row)
             times[name] = [r.seconds for r in replies]
+            answered[name] = list(zip(desk.questions, replies, strict=True))
     seconds = time.perf_counter() - began
     encoder = load_configuration(ROOT / "config", environ={}).settings.nlu.encoder
     print()
     print(
         f"Knowledge-base answering, first reply over REST, {CONCURRENCY} conversations at a time; "
-        f"sentence encoder {encoder} (config/guichet.yml); public sets: "
+        f"sentence encoder {encoder} (config/guichet.yml), knowledge-base encoder {KB_ENCODER}; public sets: "
         f"{'every test line' if limit is None else f'{limit} questions, seed {SEED}'}"
     )
     for text in report(rows, times):
         print(text)
     print(f"{len(rows)} desks in {seconds:.0f} s (load {os.getloadavg()[0]:.1f} at the end)")
+    if args.replies:
+        with args.replies.open("w", encoding="utf-8", newline="") as file:
+            out = csv.writer(file)
+            out.writerow(["desk", "question", "expected", "given", "offered"])
+            for name, pairs in answered.items():
+                for question, reply in pairs:
+                    given = reply.given or ("(failed)" if reply.failed else "")
+                    out.writerow(
+                        [name, question.text, question.article or "", given, " ".join(reply.offered)]
+                    )
     if args.json:
         figures = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "limit": limit,
             "concurrency": CONCURRENCY,
             "encoder": encoder,
+            "kb_encoder": KB_ENCODER,
             "seconds": seconds,
             "desks": [dataclasses.asdict(r) for r in rows],
         }

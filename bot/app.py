@@ -59,6 +59,10 @@ def equip(engine: BuiltinEngine, configuration: Configuration) -> IntentModel | 
     settings = configuration.settings
     encoder = intent_encoder(settings)
     model = load_or_train(configuration.training, model_dir(settings), encoder=encoder)
+    if encoder and settings.nlu.kb_encoder != "none":
+        from nlu.encoder import shared_passage_encoder
+
+        engine.use_passage_encoder(shared_passage_encoder())
     if model is not None:
         engine.use_classifier(model.classifier, model.threshold)
     elif encoder:
@@ -90,7 +94,10 @@ class Guichet:
         self.settings = configuration.settings
         self.store = store or make_store(configuration)
         self.engine = BuiltinEngine(
-            configuration.training, configuration.articles, self.settings.default_language
+            configuration.training,
+            configuration.articles,
+            self.settings.default_language,
+            cache_dir=model_dir(self.settings),
         )
         nlu = self.settings.nlu
         self.rasa = (

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from bot.config import check_configuration, default_config_dir
+from bot.config import Configuration, check_configuration, default_config_dir
 from bot.errors import GuichetError
 from bot.settings import load_settings
 
@@ -30,9 +30,19 @@ def main(argv: list[str] | None = None) -> None:
         help="json: one object per line, with conversation and ticket ids (default: $GUICHET_LOG_FORMAT or text)",
     )
 
-    check = commands.add_parser("check", help="validate a configuration directory and print every problem")
+    check = commands.add_parser(
+        "check",
+        help="validate a configuration directory and print every problem; estimate how well its "
+        "knowledge base will be answered",
+    )
     check.add_argument(
         "--config", type=Path, default=None, help="configuration directory (default: ./config)"
+    )
+    check.add_argument(
+        "--no-estimate",
+        action="store_true",
+        help="validate only: skip the knowledge base's estimate (it asks each article's questions "
+        "of the others, seconds to a minute)",
     )
 
     nlu = commands.add_parser("nlu", help="the built-in NLU engine: train, evaluate, try")
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config_dir: Path = args.config or default_config_dir()
     if args.command == "check":
-        sys.exit(_check(config_dir))
+        sys.exit(_check(config_dir, estimate=not args.no_estimate))
     if args.command == "nlu":
         sys.exit(_nlu(args, config_dir))
     if args.command == "handoff":
@@ -128,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(_run(config_dir, args.host, args.port, args.log_level, args.log_format))
 
 
-def _check(config_dir: Path) -> int:
+def _check(config_dir: Path, *, estimate: bool = True) -> int:
     configuration, problems = check_configuration(config_dir)
     if problems:
         print(f"{len(problems)} problem(s) in {config_dir}:\n", file=sys.stderr)
@@ -154,7 +164,50 @@ def _check(config_dir: Path) -> int:
             "Set nlu.encoder: use-multilingual-3 and it is found by meaning too (on the sample's "
             "held-out requests: the right article at once for 75% of them instead of 37%)."
         )
+    if estimate and configuration.articles:
+        _kb_estimate(configuration)
     return 0
+
+
+def _kb_estimate(configuration: Configuration) -> None:
+    """How well this knowledge base will be answered, from its own articles (nlu/kb_check.py)."""
+    from bot.progress import Progress
+    from nlu.kb_check import MIN_QUESTIONS, estimate
+
+    settings = configuration.settings
+    answering = settings.answering
+    encoder = None
+    if settings.nlu.encoder != "none":
+        from nlu.encoder import shared
+
+        encoder = shared(settings.nlu.encoder)
+    progress = Progress("knowledge base: estimate", 3)
+    found = estimate(
+        configuration.articles,
+        encoder,
+        answer_threshold=answering.answer_threshold,
+        suggest_threshold=answering.suggest_threshold,
+        close_margin=answering.close_margin,
+        max_suggestions=answering.max_suggestions,
+        progress=progress.update,
+    )
+    progress.close()
+    if not found.asked:
+        print("Knowledge base: too few articles or questions to estimate anything.")
+    else:
+        print(
+            f"Knowledge base, each article's questions asked of the others ({found.asked} questions): "
+            f"{found.share_right:.0%} answered at once and right, {found.share_wrong:.0%} at once with "
+            f"another article, {found.share_reached:.0%} at once or among the choices. People's own "
+            "words are looser than an article's questions: expect about 15 points fewer answered at "
+            "once (nlu/kb_check.py)."
+        )
+    for article, other, count in found.collisions[:10]:
+        print(f"  collision: {count} question(s) of '{article}' taken for '{other}' (overlap? add questions)")
+    for article in found.never_found:
+        print(f"  not found again: none of the questions of '{article}' finds it: add ways people ask it")
+    for article in found.too_few:
+        print(f"  too few questions: '{article}' has fewer than {MIN_QUESTIONS} (write 3 to 5)")
 
 
 def _report(args: argparse.Namespace, config_dir: Path) -> int:

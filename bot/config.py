@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.settings import Settings, load_settings
-from nlu.encoder import unavailable
+from nlu.encoder import passage_encoder_unavailable, unavailable
 from nlu.kb import Article, load_articles
 from nlu.problems import DataProblem
 from nlu.training_data import TrainingData, load_training_data
@@ -94,6 +94,19 @@ def check_configuration(
                     None,
                     f"nlu.encoder: {reason}",
                     "install it, or choose another nlu.encoder (none reads words only)",
+                )
+            )
+    if settings is not None and settings.nlu.kb_encoder != "none":
+        reason = passage_encoder_unavailable()
+        if settings.nlu.encoder == "none":
+            reason = "it reads beside the sentence encoder, and nlu.encoder is none"
+        if reason:
+            problems.append(
+                DataProblem(
+                    config_dir / "guichet.yml",
+                    None,
+                    f"nlu.kb_encoder: {reason}",
+                    "install it (or set nlu.encoder), or set nlu.kb_encoder: none",
                 )
             )
     if settings is not None and settings.triage.category_model:

@@ -497,13 +497,27 @@ def desk_articles(parse: Parse, builtin: BuiltinEngine, settings: AnsweringSetti
     thresholds and never below the intent model's own out-of-scope threshold: on the sample
     desk's held-out paraphrases the right article comes at once for 87% of them instead of 37%
     from the words alone (bench/nlu.py, tests/test_answers.py)."""
-    return understood_articles(
+    sure = sure_threshold(builtin, settings)
+    matches = understood_articles(
         parse,
         builtin.answering,
-        threshold=sure_threshold(builtin, settings),
+        threshold=sure,
         margin=settings.intent_answer_margin,
         intents_of=functools.partial(_intents_of, builtin),
     )
+    if parse.ranking:
+        # An article that answers intents of the model is at most as likely as the likeliest of
+        # them: the intent model, trained on the desk's many examples, knows these requests
+        # better than the knowledge base's ranking ("impossible de présenter dans teams" is the
+        # screen-sharing intent; the sound article's questions are nearer in words).
+        confidence = {r.name: r.confidence for r in parse.ranking}
+        capped = []
+        for m in matches:
+            intents = _intents_of(builtin, m)
+            cap = max((confidence.get(i, 0.0) for i in intents), default=1.0)
+            capped.append(dataclasses.replace(m, score=min(m.score, cap)) if m.score > cap else m)
+        matches = tuple(sorted(capped, key=lambda m: -m.score))
+    return matches
 
 
 def offer(
@@ -575,23 +589,25 @@ def _intents_of(builtin: BuiltinEngine, match: KbMatch) -> tuple[str, ...]:
     return tuple(i for i in article.answers if i in known) if article is not None else ()
 
 
+CHOICE_FLOOR = 0.02  # an article less likely than this is no choice worth a button
+
+
 def ladder(matches: Sequence[KbMatch], settings: AnsweringSettings) -> tuple[str, list[KbMatch]]:
-    """The knowledge base's step of the ladder, best match first: ("answer", [it]) when one
-    article is sure enough and clearly ahead of the next; ("choose", the close ones) when a
-    few are close; ("none", []) when none fits."""
+    """The knowledge base's step of the ladder, best match first (a match's score is the
+    probability that it is the right article, nlu/kb_ranking.py): ("answer", [it]) when one
+    article is that likely and clearly ahead of the next; ("choose", the likely ones) when a
+    few are likely enough to be worth a click; ("none", []) when none is."""
     if (
         matches
         and matches[0].score >= settings.answer_threshold
         and (len(matches) == 1 or matches[0].score - matches[1].score >= settings.close_margin)
     ):
         return "answer", [matches[0]]
-    close = [
-        m
-        for m in matches
-        if m.score >= settings.suggest_threshold and matches[0].score - m.score < settings.close_margin * 2
-    ][: settings.max_suggestions]
-    if close:
-        return "choose", close
+    if matches and matches[0].score >= settings.suggest_threshold:
+        # Once the best is worth a click, so is anything not quite unlikely beside it: on the
+        # development desks that finds the right article among the choices more often at no
+        # cost to out-of-scope requests (bench/kb_fit.py).
+        return "choose", [m for m in matches if m.score >= CHOICE_FLOOR][: settings.max_suggestions]
     return "none", []
 
 

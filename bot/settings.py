@@ -183,6 +183,10 @@ class NluSettings(_Frozen):
     encoder: Literal[
         "none", "use-multilingual-3", "all-minilm-l6-v2", "use-multilingual-3+all-minilm-l6-v2"
     ] = "none"
+    # A second encoder for the knowledge base only, beside `encoder` (which it needs):
+    # multilingual-e5-small finds the right article more often, at about 12 ms a message
+    # (make .venv/.e5; nlu/encoder.py PassageEncoder).
+    kb_encoder: Literal["none", "multilingual-e5-small"] = "none"
     watch_kb_seconds: float = Field(2.0, ge=0, description="how often to look for edited articles; 0: never")
 
 

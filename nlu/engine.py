@@ -21,11 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
 from nlu.entities import Entity, EntityExtractor
+from nlu.evaluation import OUT_OF_SCOPE_LABELS
 from nlu.kb import Article
 from nlu.language import LanguageGuesser
 from nlu.retrieval import Index, KbMatch, KnowledgeBase, features
@@ -34,7 +36,7 @@ from nlu.training_data import TrainingData
 
 if TYPE_CHECKING:  # the classifier and the encoder pull in NumPy: only when a model is used
     from nlu.classifier import IntentClassifier
-    from nlu.encoder import SentenceEncoder
+    from nlu.encoder import PassageEncoder, SentenceEncoder
 
 log = logging.getLogger("guichet.nlu")
 
@@ -73,9 +75,17 @@ class BuiltinEngine:
     """In-process engine: builds in well under a second from the configuration's own data."""
 
     def __init__(
-        self, training: TrainingData, articles: Iterable[Article], default_language: str = "fr"
+        self,
+        training: TrainingData,
+        articles: Iterable[Article],
+        default_language: str = "fr",
+        *,
+        cache_dir: Path | None = None,
     ) -> None:
+        """`cache_dir`: where the knowledge base keeps its article models (nlu/kb_ranking.py),
+        so that a restart with the same articles loads them instead of training them again."""
         self.default_language = default_language
+        self.cache_dir = cache_dir
         self.training = training
         self.intent_names = sorted(training.intents)
         self._intents = Index.build(
@@ -85,6 +95,7 @@ class BuiltinEngine:
         self.classifier: IntentClassifier | None = None
         self.intent_threshold: float | None = None
         self.encoder: SentenceEncoder | None = None
+        self.passage_encoder: PassageEncoder | None = None
         self.kb: KnowledgeBase
         self.language: LanguageGuesser
         self._reloading = threading.Lock()
@@ -98,12 +109,29 @@ class BuiltinEngine:
         self.classifier = classifier
         self.intent_threshold = threshold
 
+    def use_passage_encoder(self, encoder: PassageEncoder) -> None:
+        """Compare the articles by a second encoder too (`nlu.kb_encoder`); it takes effect with
+        the sentence encoder (use_encoder or use_classifier), now or later."""
+        with self._reloading:
+            self.passage_encoder = encoder
+            if self.encoder is not None:
+                self.kb = self._knowledge_base(list(self.kb.articles.values()))
+
+    def _knowledge_base(self, articles: list[Article]) -> KnowledgeBase:
+        return KnowledgeBase(
+            articles,
+            self.encoder,
+            cache_dir=self.cache_dir,
+            outside=self._outside(),
+            passage_encoder=self.passage_encoder,
+        )
+
     def use_encoder(self, encoder: SentenceEncoder) -> None:
         """Search the knowledge base by sentence vectors too (the articles are embedded now,
         and again at each reload: a batch of their titles and questions)."""
         with self._reloading:
             self.encoder = encoder
-            self.kb = KnowledgeBase(list(self.kb.articles.values()), encoder)
+            self.kb = self._knowledge_base(list(self.kb.articles.values()))
 
     def reload_articles(self, articles: Iterable[Article]) -> None:
         """Swap in a new knowledge base (and the language model that learns from it)."""
@@ -113,7 +141,7 @@ class BuiltinEngine:
             self._reload(list(articles))
 
     def _reload(self, articles: list[Article]) -> None:
-        self.kb = KnowledgeBase(articles, self.encoder)
+        self.kb = self._knowledge_base(articles)
         texts: dict[str, list[str]] = {}
         for article in articles:
             texts.setdefault(article.language, []).extend((article.title, article.body, *article.questions))
@@ -125,6 +153,16 @@ class BuiltinEngine:
             if abs(evidence) >= 6.0 and len(example.split()) >= 3:
                 texts.setdefault("fr" if evidence > 0 else "en", []).append(example)
         self.language = LanguageGuesser.train(texts)
+
+    def _outside(self) -> list[str]:
+        """The desk's own out-of-scope examples (nlu/: out_of_scope, nlu_fallback...): the
+        knowledge base learns from them too what it does not answer."""
+        return [
+            strip_annotations(example)
+            for intent, examples in self.training.intents.items()
+            if intent in OUT_OF_SCOPE_LABELS
+            for example in examples
+        ]
 
     def article(self, language: str, article_id: str) -> Article | None:
         return self.kb.article(language, article_id)
@@ -150,13 +188,6 @@ class BuiltinEngine:
             scored = sorted(self._intents.best_by_label(features(text)).items(), key=lambda kv: -kv[1])[:10]
         ranking = tuple(IntentScore(name, round(float(score), 4)) for name, score in scored)
         vectors = self.reads_vector(text) if reads_vector is None else reads_vector
-        if (
-            vectors
-            and ranking
-            and self.intent_threshold is not None
-            and ranking[0].confidence < self.intent_threshold
-        ):
-            vectors = False  # out of scope for the intents: an article near in meaning is a near miss
         return Parse(
             text=text,
             language=language,
@@ -168,7 +199,8 @@ class BuiltinEngine:
 
     def reads_vector(self, text: str) -> bool:
         """Whether this message's sentence vector is computed: not when the intent model is
-        sure from the words alone (its intent then says which articles answer)."""
+        sure from the words alone (its intent then says which articles answer, and caps the
+        others: bot.policy.desk_articles)."""
         classifier = self.classifier
         if classifier is not None and classifier.encoder is not None:
             return classifier.uses_vectors(text[:MAX_TEXT])

@@ -1,15 +1,12 @@
-"""Similarity search over short texts: the knowledge base's titles and questions, and the
-intents' examples when no classifier is trained.
+"""Similarity search over short texts: the knowledge base's titles, questions and body lines,
+and the intents' examples when no classifier is trained.
 
 TF-IDF vectors of word stems, stem bigrams and character 4-grams (typos and missing accents
-still meet), compared by cosine over an inverted index: building takes milliseconds, so an
-edited or added article is picked up by rebuilding, with no training.
+still meet), compared by cosine over an inverted index: building takes milliseconds.
 
-With a sentence encoder (`nlu.encoder`), the knowledge base also compares sentence vectors:
-"outlook stopped downloading my emails" is nearest, by its words, to the questions of the
-software installation article, but its vector is nearest to the Outlook article's. An
-article's score is then the better of its words' cosine and a blend that leans on the
-vectors' cosine (see `_blend`).
+The knowledge base compares a message with every article in every language, by these words and,
+with a sentence encoder (`nlu.encoder`), by sentence vectors, and gives each article the
+probability that it is the right one (nlu/kb_ranking.py): one scale on every desk.
 """
 
 from __future__ import annotations
@@ -17,31 +14,25 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nlu.kb import Article
+from nlu.kb_ranking import FEATURE_SETS, ArticleModel, article_model, passages, rankings
 from nlu.text import STOPWORDS, stem, words
 
 if TYPE_CHECKING:  # NumPy and the encoder: only for a desk that turns the encoder on
     import numpy as np
     from numpy.typing import NDArray
 
-    from nlu.encoder import FloatArray, SentenceEncoder
-
-# The vectors' cosine read as an article score: at or below _FLOOR nothing, from _SURE fully
-# sure; the blend weighs it _WEIGHT against the words. Chosen on the sample desk's NLU
-# examples (which the knowledge base never reads), over lo 0.25-0.35, hi 0.7-0.9, weight
-# 0.5-1: right at once minus twice the wrong ones minus the out-of-scope ones answered.
-_FLOOR, _SURE, _WEIGHT = 0.3, 0.8, 0.7
+    from nlu.encoder import FloatArray, PassageEncoder, SentenceEncoder
 
 
-def _blend(words_score: float, cosine: float) -> float:
-    """An article's score from its words' cosine and its vectors' cosine: never below the
-    words' own (a vector that knows nothing must not hide a good match of words)."""
-    vector = min(1.0, max(0.0, (cosine - _FLOOR) / (_SURE - _FLOOR)))
-    return max(words_score, _WEIGHT * vector + (1.0 - _WEIGHT) * words_score)
+def _one_less(word: str) -> list[str]:
+    """The word with each of its letters left out in turn."""
+    return [word[:i] + word[i + 1 :] for i in range(len(word))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,40 +118,82 @@ class Index:
 
 
 class KnowledgeBase:
-    """The articles of every language, searchable; rebuilt whole when an article changes."""
+    """The articles of every language, searchable; rebuilt whole when an article changes.
 
-    def __init__(self, articles: Iterable[Article], encoder: SentenceEncoder | None = None) -> None:
+    An article is its id: its versions in several languages are one article, found by the words
+    and vectors of each, and given in the person's language when it has that version."""
+
+    def __init__(
+        self,
+        articles: Iterable[Article],
+        encoder: SentenceEncoder | None = None,
+        *,
+        cache_dir: Path | None = None,
+        outside: Sequence[str] = (),
+        passage_encoder: PassageEncoder | None = None,
+    ) -> None:
+        """`outside`: the desk's own examples of requests it does not handle (see
+        nlu.kb_ranking.article_model); `cache_dir`: where article models are kept;
+        `passage_encoder`: a second encoder, for retrieval (`nlu.kb_encoder`), beside `encoder`."""
         self.encoder = encoder
+        self.passage_encoder = passage_encoder if encoder is not None else None
+        self.outside = tuple(outside)
         self.articles: dict[str, Article] = {}
-        by_language: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self.versions: dict[str, dict[str, Article]] = defaultdict(dict)
         self._answering: dict[tuple[str, str], list[Article]] = defaultdict(list)
-        for article in articles:
-            key = f"{article.language}/{article.id}"
-            self.articles[key] = article
+        listed = list(articles)
+        for article in listed:
+            self.articles[f"{article.language}/{article.id}"] = article
+            self.versions[article.id][article.language] = article
             for intent in article.answers:
                 self._answering[article.language, intent].append(article)
-            for question in (article.title, *article.questions):
-                by_language[article.language].append((key, question))
-        self._indexes = {lang: Index.build(docs, content_only=True) for lang, docs in by_language.items()}
-        # Each title and question as a sentence vector, by language: one batch per rebuild. An
-        # article's rows are consecutive (listed article by article above): its keys once, and
-        # where each article's rows start, give its best cosine in one reduction.
-        self._vectors: dict[str, tuple[list[str], NDArray[np.int64], FloatArray]] = {}
-        if encoder is not None:
-            import numpy as np
+        self.ids = sorted(self.versions)
+        self._position = {article_id: n for n, article_id in enumerate(self.ids)}
+        # Each article's rows, article after article (in `ids` order): its titles and questions,
+        # and its body's lines, in every language it has.
+        asked: list[tuple[str, str]] = []
+        body: list[tuple[str, str]] = []
+        for article_id in self.ids:
+            for version in self.versions[article_id].values():
+                asked.extend((article_id, text) for text in (version.title, *version.questions))
+                body.extend((article_id, text) for text in passages(version.body))
+        self._asked_words = Index.build(asked, content_only=True)
+        self._body_words = Index.build(body, content_only=True)
+        # Each word stem the articles use, and each with one letter left out: a message's word
+        # is known when it or one of its own one-letter-less forms is there (a typo, not a stranger).
+        stems = {key[2:] for key in (*self._asked_words.idf, *self._body_words.idf) if key.startswith("w:")}
+        self._known = frozenset(itertools.chain(stems, *(_one_less(s) for s in stems if len(s) > 3)))
+        self._asked_vectors: tuple[NDArray[np.int64], FloatArray] | None = None
+        self._body_vectors: tuple[NDArray[np.int64], FloatArray] | None = None
+        self._asked_e5: tuple[NDArray[np.int64], FloatArray] | None = None
+        self._body_e5: tuple[NDArray[np.int64], FloatArray] | None = None
+        if encoder is not None and self.ids:
+            self._asked_vectors = self._embedded(asked)
+            self._body_vectors = self._embedded(body)
+            if self.passage_encoder is not None:
+                self._asked_e5 = self._embedded(asked, self.passage_encoder.encode)
+                encode = self.passage_encoder.encode
+                self._body_e5 = self._embedded(body, lambda texts: encode(texts, passage=True))
+        self.model: ArticleModel | None = article_model(
+            listed, encoder.name if encoder is not None else "", cache_dir, self.outside
+        )
 
-            for lang, docs in by_language.items():
-                keys = [key for key, _ in docs]
-                starts = [i for i, key in enumerate(keys) if i == 0 or key != keys[i - 1]]
-                self._vectors[lang] = (
-                    [keys[i] for i in starts],
-                    np.array(starts, dtype=np.int64),
-                    encoder.encode([q for _, q in docs]),
-                )
+    def _embedded(
+        self, rows: list[tuple[str, str]], encode: Callable[[list[str]], FloatArray] | None = None
+    ) -> tuple[NDArray[np.int64], FloatArray]:
+        """Where each article's rows start, and the rows' vectors (one batch; by default the
+        sentence encoder's)."""
+        import numpy as np
+
+        assert self.encoder is not None
+        keys = [key for key, _ in rows]
+        starts = [i for i, key in enumerate(keys) if i == 0 or key != keys[i - 1]]
+        vectors = (encode or self.encoder.encode)([text for _, text in rows])
+        return np.array(starts, dtype=np.int64), vectors
 
     @property
     def languages(self) -> list[str]:
-        return sorted(self._indexes)
+        return sorted({a.language for a in self.articles.values()})
 
     def article(self, language: str, article_id: str) -> Article | None:
         return self.articles.get(f"{language}/{article_id}")
@@ -169,23 +202,80 @@ class KnowledgeBase:
         """The articles of a language that answer this intent (`Article.answers`)."""
         return self._answering.get((language, intent), [])
 
-    def search(self, text: str, language: str, limit: int = 5, *, vectors: bool = True) -> list[KbMatch]:
-        """The best articles in the language (or, if it has none, in the first language there
-        is); by their words, and by their sentence vectors too when the knowledge base has an
-        encoder and `vectors` is true."""
-        lang = language if language in self._indexes else next(iter(self._indexes), None)
-        if lang is None:
-            return []
-        scores = self._indexes[lang].best_by_label(features(text, content_only=True))
-        if vectors and self.encoder is not None and lang in self._vectors:
-            import numpy as np
+    def uses_vectors(self, vectors: bool = True) -> bool:
+        """Whether a search with `vectors` compares sentence vectors (else the words set)."""
+        return vectors and self._asked_vectors is not None
 
-            keys, starts, matrix = self._vectors[lang]
-            best = np.maximum.reduceat(matrix @ self.encoder.encode([text])[0], starts)
-            for key, cosine in zip(keys, best.tolist(), strict=True):
-                scores[key] = _blend(scores.get(key, 0.0), cosine)
+    def feature_set(self, vectors: bool = True) -> str:
+        """The feature set (nlu.kb_ranking.FEATURE_SETS) a search with `vectors` reads."""
+        if not self.uses_vectors(vectors):
+            return "words"
+        return "vectors_e5" if self._asked_e5 is not None else "vectors"
+
+    def features(self, text: str, *, vectors: bool = True) -> FloatArray:
+        """(articles in `ids` order, features of the feature set) for this message: see
+        nlu/kb_ranking.py."""
+        import numpy as np
+
+        with_vectors = self.uses_vectors(vectors)
+        names = FEATURE_SETS[self.feature_set(vectors)]
+        out = np.zeros((len(self.ids), len(names)), dtype=np.float32)
+        if not self.ids:
+            return out
+        column = {name: n for n, name in enumerate(names)}
+        query = features(text, content_only=True)
+        out[:, column["unknown"]] = self._unknown(text)
+        for name, index in (("asked_words", self._asked_words), ("body_words", self._body_words)):
+            for article_id, value in index.best_by_label(query).items():
+                out[self._position[article_id], column[name]] = value
+        if with_vectors:
+            assert self.encoder is not None and self._asked_vectors is not None
+            assert self._body_vectors is not None
+            vector = self.encoder.encode([text])[0]
+            for name, (starts, matrix) in (("asked", self._asked_vectors), ("body", self._body_vectors)):
+                out[:, column[name]] = np.maximum.reduceat(matrix @ vector, starts)
+            if self.passage_encoder is not None and self._asked_e5 is not None and self._body_e5 is not None:
+                question = self.passage_encoder.encode([text])[0]
+                for name, (starts, matrix) in (("asked_e5", self._asked_e5), ("body_e5", self._body_e5)):
+                    out[:, column[name]] = np.maximum.reduceat(matrix @ question, starts)
+        if self.model is not None:
+            for article_id, p in self.model.probabilities(text, vectors=with_vectors).items():
+                out[self._position[article_id], column["model"]] = p
+        return out
+
+    def _unknown(self, text: str) -> float:
+        """The share of the message's content words this knowledge base never uses, in any
+        article, not even with a letter more or less: "what time does the canteen close" is no
+        question about the help desk's own hours."""
+        tokens = [w for w in words(text) if w not in STOPWORDS and not w.isdigit()]
+        if not tokens:
+            return 0.0
+        known = self._known
+        unknown = 0
+        for token in tokens:
+            stemmed = stem(token)
+            if stemmed in known or (len(stemmed) > 3 and not known.isdisjoint(_one_less(stemmed))):
+                continue
+            unknown += 1
+        return unknown / len(tokens)
+
+    def probabilities(self, text: str, *, vectors: bool = True) -> FloatArray:
+        """Each article's chance (in `ids` order) of being the one this message needs."""
+        ranking = rankings()[self.feature_set(vectors)]
+        return ranking.probabilities(self.features(text, vectors=vectors))
+
+    def search(self, text: str, language: str, limit: int = 5, *, vectors: bool = True) -> list[KbMatch]:
+        """The likeliest articles, each with its probability; each in the person's language when
+        the article has that version (else in the one it has)."""
+        if not self.ids:
+            return []
+        chances = self.probabilities(text, vectors=vectors)
         matches = []
-        for key, score in sorted(scores.items(), key=lambda kv: -kv[1])[:limit]:
-            article = self.articles[key]
-            matches.append(KbMatch(article.id, article.language, article.title, round(score, 4)))
+        for position in chances.argsort()[::-1][:limit].tolist():
+            article_id = self.ids[position]
+            versions = self.versions[article_id]
+            version = versions.get(language) or versions[sorted(versions)[0]]
+            matches.append(
+                KbMatch(article_id, version.language, version.title, round(float(chances[position]), 4))
+            )
         return matches

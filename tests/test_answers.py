@@ -165,12 +165,14 @@ async def test_a_desk_of_articles_alone_finds_them_by_meaning_with_the_encoder(t
         await guichet.stop()
     right, wrong, misled = _answer_rates(replies, [w for _, w in lines], configuration.articles)
     # From the articles' words alone (bench/nlu.py): 37% right at once, 2.8% wrong, 3% misled.
-    assert right >= 0.65, right
+    # With the vector blended in by constants tuned on this desk: 73%, 3.6%, 5%. Here, with the
+    # ranking fit on other desks and the desk's own article model (2026-12-08): 89%, 4.3%, 8%.
+    assert right >= 0.85, right
     assert wrong <= 0.05, wrong
-    assert misled <= 0.08, misled
+    assert misled <= 0.10, misled
 
 
-def test_an_article_added_is_found_by_meaning_without_retraining() -> None:
+def test_an_article_added_is_found_by_meaning_with_no_intent_model_retrained() -> None:
     from nlu.encoder import USE_MULTILINGUAL, shared
 
     articles = load_configuration(SAMPLE_CONFIG, environ={}).articles
@@ -188,12 +190,9 @@ def test_an_article_added_is_found_by_meaning_without_retraining() -> None:
         category=None,
         path=Path("kb/en/coffee-machine.md"),
     )
-    engine.reload_articles([*articles, coffee])
+    engine.reload_articles([*articles, coffee])  # the knowledge base's own article model learns it
     best = engine.parse_now(paraphrase, "en").kb_matches[0]
     assert best.article_id == "coffee-machine" and best.score >= 0.5, best
-    # ... which its words alone would not have answered
-    words = engine.kb.search(paraphrase, "en", vectors=False)
-    assert not words or words[0].article_id != "coffee-machine" or words[0].score < 0.5, words
 
 
 async def test_a_request_understood_surely_gets_no_article_of_another_intent(tmp_path: Path) -> None:

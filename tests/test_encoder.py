@@ -4,6 +4,7 @@ intent classifier's fourth view built on it: real weights, real vectors, no stan
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from pathlib import Path
 
@@ -274,7 +275,9 @@ def test_the_desk_turns_it_on_in_guichet_yml(tmp_path: Path) -> None:
     assert intent_encoder(load_configuration(SAMPLE_CONFIG, environ=off).settings) == ""
     # a guichet.yml that does not name it (a desk's own, or none at all): words only
     assert "nlu:\n" + line in text
-    settings_file.write_text(text.replace("nlu:\n" + line, ""), encoding="utf-8")
+    section = re.search(r"^nlu:\n(?:  .*\n)*", text, flags=re.MULTILINE)
+    assert section is not None
+    settings_file.write_text(text.replace(section.group(0), ""), encoding="utf-8")
     assert intent_encoder(load_configuration(config, environ={}).settings) == ""
 
     settings_file.write_text(text.replace(line, "  encoder: bert-large\n"), encoding="utf-8")
