@@ -34,8 +34,9 @@ The desks, in three sections that must not be pooled:
   and HWU64, one English article per intent (its name as the title, three of its training
   lines chosen with random.Random(42) as the article's questions, a placeholder body) and no
   intents; the test lines are the questions (--limit of them per set, chosen with the same
-  seed; CLINC150's out-of-scope test lines too, capped by the same limit). Never tuned on
-  either, but they are intent sets, not help desks: articles with real answers read better.
+  seed; CLINC150's out-of-scope test lines too, capped by the same limit). The knowledge base's
+  ranking is fit on them and the development desks (bench/kb_fit.py); they are intent sets,
+  not help desks: articles with real answers read better.
 * the sample desk (config/: its kb/ and nlu/), on the held-out requests that bench/nlu.py
   uses for its "right article at once" figure (tests/data/nlu_heldout.yml, the requests whose
   intent an article answers, and tests/data/out_of_scope.csv), sent without a language hint
@@ -93,7 +94,7 @@ SAMPLE = "sample"
 SECTIONS = {
     "frozen": "frozen desks (never tuned on)",
     "development": "development desks (written like the frozen ones, tuned on)",
-    "public": "public data sets as desks (never tuned on; one article per intent, placeholder bodies)",
+    "public": "public data sets as desks (the ranking is fit on them; one article per intent, placeholder bodies)",
     "sample": "sample desk (tuned on)",
 }
 CONCURRENCY = 4  # conversations under way at once

@@ -114,7 +114,9 @@ def fit(desks: Sequence[DeskData], feature_set: str) -> Ranking:
 
     weights = minimize(loss, np.ones(len(names)), jac=True, method="L-BFGS-B").x.astype(np.float32)
     n = len(names)
-    partial = Ranking(names, mean.astype(np.float32), scale.astype(np.float32), weights, np.zeros(n + 3, dtype=np.float32))
+    partial = Ranking(
+        names, mean.astype(np.float32), scale.astype(np.float32), weights, np.zeros(n + 3, dtype=np.float32)
+    )
     rows, labels, sample_weights = [], [], []
     for d in desks:
         found, right = [], []

@@ -162,7 +162,7 @@ def _check(config_dir: Path, *, estimate: bool = True) -> int:
         print(
             "Hint: with no intents in nlu/, an article is found by the words of its questions only. "
             "Set nlu.encoder: use-multilingual-3 and it is found by meaning too (on the sample's "
-            "held-out requests: the right article at once for 75% of them instead of 37%)."
+            "held-out requests: the right article at once for 89% of them instead of 37%)."
         )
     if estimate and configuration.articles:
         _kb_estimate(configuration)

@@ -169,7 +169,7 @@ def test_guichet_check_estimates_the_desk_and_names_what_to_mend(tmp_path: Path)
         "Un casque est prêté avec chaque vélo.",
     )
     write_desk(config, desk)
-    result = check(config, GUICHET_NLU_ENCODER="use-multilingual-3")
+    result = check(config, estimate=True, GUICHET_NLU_ENCODER="use-multilingual-3")
     assert result.returncode == 0, result.stderr
     assert "answered at once and right" in result.stdout, result.stdout
     assert "too few questions: 'casque'" in result.stdout, result.stdout
