@@ -8,8 +8,9 @@ BIN    := $(VENV)/bin
 run: $(VENV)/.runtime
 	$(BIN)/guichet run $(ARGS)
 
+# --durations=10: the ten slowest tests, at the end of every run, so the suite's time stays in view.
 test: $(VENV)/.dev
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest --durations=10 $(ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
