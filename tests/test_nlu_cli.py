@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,12 @@ from pathlib import Path
 from tests.conftest import MODEL_DIR, SAMPLE_CONFIG
 
 
-def guichet(*args: str, data_dir: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def guichet(
+    *args: str, data_dir: Path, stdin: str | None = None, config: Path = SAMPLE_CONFIG
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GUICHET_DATA_DIR": str(data_dir), "GUICHET_MODEL_DIR": str(MODEL_DIR)}
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args, "--config", str(SAMPLE_CONFIG)],
+        [sys.executable, "-m", "bot.cli", *args, "--config", str(config)],
         capture_output=True,
         text=True,
         env=env,
@@ -25,10 +28,33 @@ def guichet(*args: str, data_dir: Path, stdin: str | None = None) -> subprocess.
 
 
 def test_train_then_train_again_reuses_the_model(tmp_path: Path) -> None:
-    first = guichet("nlu", "train", "--force", data_dir=tmp_path)
+    # A desk of three intents, not the sample's 2,500 examples: what is checked is the reuse
+    config = tmp_path / "config"
+    (config / "nlu").mkdir(parents=True)
+    shutil.copy(SAMPLE_CONFIG / "guichet.yml", config / "guichet.yml")
+    lines = {
+        "greet": ["bonjour", "salut", "hello", "bonsoir", "hi there", "coucou"],
+        "thanks": ["merci", "merci beaucoup", "thanks", "thank you", "super merci", "cheers"],
+        "printer": [
+            "l'imprimante est en panne",
+            "printer broken",
+            "je ne peux plus imprimer",
+            "the printer jams",
+            "imprimante hors ligne",
+            "cannot print anything",
+        ],
+    }
+    (config / "nlu" / "intents.yml").write_text(
+        'version: "3.1"\nnlu:\n'
+        + "".join(
+            f"- intent: {i}\n  examples: |\n" + "".join(f"    - {e}\n" for e in ex) for i, ex in lines.items()
+        ),
+        encoding="utf-8",
+    )
+    first = guichet("nlu", "train", "--force", data_dir=tmp_path, config=config)
     assert first.returncode == 0, first.stderr
     assert ": trained." in first.stdout and "out-of-scope threshold" in first.stdout
-    again = guichet("nlu", "train", data_dir=tmp_path)
+    again = guichet("nlu", "train", data_dir=tmp_path, config=config)
     assert "already trained" in again.stdout
 
 
