@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from handoff.config import HandoffSettings
+from nlu import yaml12
 from nlu.problems import DataProblem
 from triage.config import TriageSettings
 
@@ -275,8 +276,8 @@ def load_settings(
     if path.exists():
         try:
             text = path.read_text(encoding="utf-8")
-            root = yaml.compose(text)
-            loaded = yaml.safe_load(text)
+            root = yaml12.compose(text)  # as the NLU files: YAML 1.2, where `no` is a word
+            loaded = yaml12.load(text)
         except (OSError, UnicodeDecodeError) as exc:
             return None, [DataProblem(path, None, f"cannot read the file: {exc}", "save it as UTF-8 text")]
         except yaml.YAMLError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from nlu import yaml12
 from nlu.problems import DataProblem
 
 REQUIRED_FIELDS = ("id", "title", "questions", "tags")
@@ -101,7 +102,7 @@ def parse_article(path: Path, language: str) -> tuple[Article | None, list[DataP
             )
         ]
     try:
-        meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+        meta = yaml12.load("\n".join(lines[1:end])) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 2

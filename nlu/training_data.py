@@ -1,14 +1,15 @@
 """Reading NLU training data written in Rasa 3.x's YAML format (`nlu:` with intents, synonyms,
-regexes and lookup tables), so the same files train the built-in engine and a Rasa server."""
+regexes and lookup tables), so the same files train the built-in engine and a Rasa server. They
+are read as Rasa reads them, YAML 1.2 (nlu/yaml12.py): `- intent: yes` is the intent "yes"."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from nlu import yaml12
 from nlu.problems import DataProblem
 
 _KINDS = ("intent", "synonym", "regex", "lookup")
@@ -48,7 +49,8 @@ def parse_file(path: Path) -> tuple[TrainingData, list[DataProblem]]:
     data = TrainingData()
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text)
+        root = yaml12.compose(text)
+        document = yaml12.load(text)
     except (OSError, UnicodeDecodeError) as exc:
         return data, [DataProblem(path, None, f"cannot read the file: {exc}", "save it as UTF-8 text")]
     except yaml.YAMLError as exc:
@@ -78,7 +80,7 @@ def parse_file(path: Path) -> tuple[TrainingData, list[DataProblem]]:
         # Rasa also keeps stories and rules in data files; they are not ours to read.
         return data, problems
     nlu_node = top["nlu"]
-    if not isinstance(nlu_node, yaml.SequenceNode):
+    if not isinstance(nlu_node, yaml.SequenceNode) or not isinstance(document.get("nlu"), list):
         return data, [
             DataProblem(
                 path,
@@ -87,9 +89,9 @@ def parse_file(path: Path) -> tuple[TrainingData, list[DataProblem]]:
                 "write each intent as '- intent: name' under nlu:",
             )
         ]
-    for item in nlu_node.value:
+    # The items as values (read as YAML 1.2, as Rasa reads them), their nodes for the line numbers
+    for item, entry in zip(nlu_node.value, document["nlu"], strict=True):
         line = item.start_mark.line + 1
-        entry: Any = yaml.safe_load(yaml.serialize(item)) if isinstance(item, yaml.MappingNode) else None
         if not isinstance(entry, dict):
             problems.append(
                 DataProblem(
