@@ -46,14 +46,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import math
 import os
+import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -70,7 +73,15 @@ from nlu.datasets import (  # noqa: E402
     load_hwu64,
     load_rasa_yaml,
 )
-from nlu.encoder import MINILM, NAMES, USE_AND_MINILM, USE_MULTILINGUAL, shared  # noqa: E402
+from nlu.encoder import (  # noqa: E402
+    E5_SMALL,
+    MINILM,
+    NAMES,
+    USE_AND_E5,
+    USE_AND_MINILM,
+    USE_MULTILINGUAL,
+    shared,
+)
 from nlu.engine import BuiltinEngine, Parse  # noqa: E402
 from nlu.retrieval import KbMatch  # noqa: E402
 
@@ -78,10 +89,17 @@ Examples = list[tuple[str, str]]
 GOALS = {
     "desk": "sample desk: held-out / out-of-scope lines",
     "clinc150": "≥ 93.5% / ≥ 60%",
+    "clinc150_own": "own threshold, no oos lines: ≥ 93% / ≥ 75%",
+    "clinc150_own_oos": "own threshold, oos lines as an intent: ≥ 94% / ≥ 85%",
     "banking77": "≥ 92%",
-    "banking77_10shot": "≥ 85%",
+    "banking77_10shot": "≥ 88%",
     "hwu64": "≥ 90%",
+    "fr_intents": "French, frozen, own threshold: ≥ 88%",
 }
+# Trained as a desk's data is (bot/nlu_model.train_with_threshold): the threshold from the
+# training data alone, no validation set
+OWN_THRESHOLD = {"desk", "clinc150_own", "clinc150_own_oos", "fr_intents"}
+LINEAR_PEER = {"clinc150_own", "clinc150_own_oos", "banking77_10shot", "fr_intents"}  # a linear model beside
 RASA_WORK = Path(os.environ.get("GUICHET_RASA_WORK", Path.home() / ".cache/guichet/rasa-work"))
 OUTSIDE = {"oos", "nlu_fallback", "out_of_scope"}  # answers that mean "not one of the intents"
 TRAIN_GOAL_S = 20.0  # CLINC150's 15,100 examples
@@ -121,6 +139,19 @@ def splits(name: str, data: Path) -> tuple[Examples, Examples, Examples]:
     if name == "clinc150":
         s = load_clinc150(data / "clinc150" / "data_full.json")
         return [*s["train"], *s["oos_train"]], [*s["val"], *s["oos_val"]], [*s["test"], *s["oos_test"]]
+    if name in ("clinc150_own", "clinc150_own_oos"):  # as a desk brings it: no validation set
+        s = load_clinc150(data / "clinc150" / "data_full.json")
+        train = [*s["train"], *s["oos_train"]] if name.endswith("oos") else s["train"]
+        return train, [], [*s["test"], *s["oos_test"]]
+    if name == "fr_intents":  # bench/fr-intents: frozen, French, 24 intents, 15 lines each
+        folder = ROOT / "bench" / "fr-intents"
+        for line in (folder / "FROZEN.sha256").read_text(encoding="utf-8").splitlines():
+            digest, _, file = line.partition("  ")
+            if hashlib.sha256((folder / file).read_bytes()).hexdigest() != digest:
+                raise SystemExit(f"bench/fr-intents/{file} differs from FROZEN.sha256: the set is frozen")
+        with (folder / "test.csv").open(encoding="utf-8", newline="") as file:
+            test = [(row["text"], row["intent"]) for row in csv.DictReader(file)]
+        return load_rasa_yaml(folder / "train.yml"), [], test
     if name.startswith("banking77"):
         s = load_banking77(data / "banking77")
         train = first_per_label(s["train"], 10) if name.endswith("10shot") else s["train"]
@@ -128,7 +159,10 @@ def splits(name: str, data: Path) -> tuple[Examples, Examples, Examples]:
     if name == "hwu64":
         s = load_hwu64(data / "hwu64")
         return s["train"], s.get("valid", []), s["test"]
-    raise SystemExit(f"unknown data set {name!r} (clinc150, banking77, banking77_10shot, hwu64)")
+    raise SystemExit(
+        f"unknown data set {name!r} (clinc150, clinc150_own, clinc150_own_oos, banking77, "
+        "banking77_10shot, hwu64, fr_intents)"
+    )
 
 
 def scores(
@@ -168,7 +202,70 @@ def latency(predict: Callable[[str], object], texts: Sequence[str]) -> tuple[flo
     return statistics.median(times) * 1000, times[int(0.99 * len(times))] * 1000
 
 
-ENCODER_LABELS = {USE_MULTILINGUAL: "USE", MINILM: "MiniLM", USE_AND_MINILM: "USE+MiniLM"}
+ENCODER_LABELS = {
+    USE_MULTILINGUAL: "USE",
+    MINILM: "MiniLM",
+    USE_AND_MINILM: "USE+MiniLM",
+    E5_SMALL: "e5-small",
+    USE_AND_E5: "USE+e5-small",
+}
+LINEAR = "TF-IDF + LR"
+
+
+def linear(name: str, data: Path) -> Row:
+    """The peer a desk could build in ten lines: scikit-learn's TfidfVectorizer (words, defaults)
+    and LogisticRegression, its threshold chosen as the built-in engine's is from the training
+    data alone where the engine's is (a fifth put aside, the same objective, the same negatives:
+    the out-of-scope lines put aside and the background lines), then trained on everything."""
+    from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+    from sklearn.pipeline import make_pipeline  # type: ignore[import-untyped]
+
+    from nlu.kb_ranking import background
+
+    train, val, test = splits(name, data)
+
+    def fit(lines: Examples) -> Any:
+        inside = [(t, g) for t, g in lines if g not in OUTSIDE]
+        model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=2000))
+        return model.fit([t for t, _ in inside], [g for _, g in inside])
+
+    def tops(model: Any, texts: Sequence[str]) -> list[tuple[str, float]]:
+        p = model.predict_proba(list(texts))
+        return [(str(model.classes_[i]), float(p[n, i])) for n, i in enumerate(p.argmax(axis=1))]
+
+    started = time.perf_counter()
+    threshold = 0.0
+    if name in OWN_THRESHOLD or name == "clinc150":
+        if name == "clinc150":  # as the engine: on the validation lines
+            first, tune = fit(train), val
+        else:
+            rng = random.Random(0)
+            shuffled = train[:]
+            rng.shuffle(shuffled)
+            cut = len(shuffled) // 5
+            first, tune = fit(shuffled[cut:]), shuffled[:cut]
+        negatives = [t for t, g in tune if g in OUTSIDE] + ([] if name == "clinc150" else background())
+        inside = [(t, g) for t, g in tune if g not in OUTSIDE]
+        right = [
+            c for (p, c), (_, g) in zip(tops(first, [t for t, _ in inside]), inside, strict=True) if p == g
+        ]
+        against = [c for _, c in tops(first, negatives)]
+        candidates = sorted({0.0, *right, *against})
+        # the engine's objective: a fifth of the traffic out of scope
+        threshold = max(
+            candidates,
+            key=lambda t: (
+                OOS_SHARE * sum(c < t for c in against) / max(len(against), 1)
+                + (1 - OOS_SHARE) * sum(c >= t for c in right) / max(len(inside), 1)
+            ),
+        )
+    model = fit(train)
+    seconds = time.perf_counter() - started
+    accuracy, recall = scores([g for _, g in test], tops(model, [t for t, _ in test]), threshold)
+    median, p99 = latency(lambda text: model.predict_proba([text]), [t for t, _ in test[:300]])
+    tested = sum(g != "oos" for _, g in test)
+    return Row(name, LINEAR, accuracy, recall, seconds, median, p99, f"threshold {threshold:.3f}", (), tested)
 
 
 def builtin(name: str, data: Path, encoder: str) -> Row:
@@ -178,7 +275,7 @@ def builtin(name: str, data: Path, encoder: str) -> Row:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     threshold = 0.0
-    if name == "desk":  # as `guichet run` trains it: the threshold on a held-out fifth, then all
+    if name in OWN_THRESHOLD:  # as `guichet run` trains it: the threshold on a held-out fifth, then all
         classifier, threshold = train_with_threshold(train, progress.update, encoder=encoder)
     else:
         classifier = IntentClassifier.train(
@@ -437,8 +534,16 @@ def comparisons(rows: Sequence[Row], datasets: Sequence[str]) -> list[str]:
     return lines
 
 
-ACCURACY_GOALS = {"clinc150": 0.935, "banking77": 0.92, "banking77_10shot": 0.85, "hwu64": 0.90}
-OOS_RECALL_GOAL = 0.60  # CLINC150, at the same threshold
+ACCURACY_GOALS = {
+    "clinc150": 0.935,
+    "clinc150_own": 0.93,
+    "clinc150_own_oos": 0.94,
+    "banking77": 0.92,
+    "banking77_10shot": 0.88,
+    "hwu64": 0.90,
+    "fr_intents": 0.88,
+}
+OOS_RECALL_GOALS = {"clinc150": 0.60, "clinc150_own": 0.75, "clinc150_own_oos": 0.85}  # at the same threshold
 
 
 def goals(rows: Sequence[Row]) -> list[str]:
@@ -452,9 +557,10 @@ def goals(rows: Sequence[Row]) -> list[str]:
         needed = math.ceil(goal * r.tested - 1e-9)
         verdict = "met" if right >= needed else f"missed by {needed - right} of {r.tested:,} lines"
         line = f"{r.engine}, {r.dataset}: {r.accuracy:.2%} (goal ≥ {goal * 100:g}%: {verdict})"
-        if r.oos_recall is not None:
-            met = "met" if r.oos_recall >= OOS_RECALL_GOAL else "missed"
-            line += f", out-of-scope recall {r.oos_recall:.2%} (goal ≥ {OOS_RECALL_GOAL * 100:g}%: {met})"
+        recall_goal = OOS_RECALL_GOALS.get(r.dataset)
+        if r.oos_recall is not None and recall_goal is not None:
+            met = "met" if r.oos_recall >= recall_goal else "missed"
+            line += f", out-of-scope recall {r.oos_recall:.2%} (goal ≥ {recall_goal * 100:g}%: {met})"
         lines.append(line)
     for r in rows:
         if r.dataset != "clinc150" or not r.engine.startswith("built-in"):
@@ -514,6 +620,8 @@ def main() -> None:
         )
     rows: list[Row] = []
     for name in args.datasets:
+        if name in LINEAR_PEER:
+            rows.append(linear(name, args.data))
         rows.append(builtin(name, args.data, ""))
         if not args.no_encoder:
             english = name != "desk"  # the sample desk is French and English: MiniLM reads no French

@@ -4,7 +4,8 @@ loads it in milliseconds and trains only when the data changed.
 
 The out-of-scope threshold is tuned on held-out data: a fifth of the examples (and of the
 `out_of_scope` intent's, when the configuration has one) is kept aside, the model trained on
-the rest picks the threshold, then the final model learns from everything.
+the rest picks the threshold against them (or, without any, against the off-topic background
+lines of nlu/background), then the final model learns from everything.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 from nlu.classifier import IntentClassifier, Settings
 from nlu.engine import strip_annotations
 from nlu.evaluation import OUT_OF_SCOPE_LABELS
+from nlu.kb_ranking import background
 from nlu.training_data import TrainingData
 
-MODEL_VERSION = "1"
+MODEL_VERSION = "3"  # 3: without out-of-scope examples, thresholds tuned against the background lines
 Progress = Callable[[int, int], None]
 
 
@@ -119,7 +121,12 @@ def train_with_threshold(
 
     threshold = 0.5
     in_scope = [(t, label) for t, label in tune if label != oos_label]
-    outside = [t for t, label in tune if label == oos_label]
+    # What the threshold must turn away: the desk's own out-of-scope examples put aside or, for
+    # a desk that gives none, off-topic lines no desk answers (nlu/background). Before, only the
+    # held-out examples the model got wrong stood in for them, and the threshold came out far
+    # too high: CLINC150 without its out-of-scope lines, 84% in scope instead of 93.6%, with 85%
+    # of its out-of-scope requests still recognised (bench/nlu.py, clinc150_own).
+    outside = [t for t, label in tune if label == oos_label] or background()
     if in_scope:
         first = IntentClassifier.train(
             fit, progress=step(0), seed=seed, oos_label=oos_label, settings=settings

