@@ -146,9 +146,9 @@ def splits(name: str, data: Path) -> tuple[Examples, Examples, Examples]:
     if name == "fr_intents":  # bench/fr-intents: frozen, French, 24 intents, 15 lines each
         folder = ROOT / "bench" / "fr-intents"
         for line in (folder / "FROZEN.sha256").read_text(encoding="utf-8").splitlines():
-            digest, _, file = line.partition("  ")
-            if hashlib.sha256((folder / file).read_bytes()).hexdigest() != digest:
-                raise SystemExit(f"bench/fr-intents/{file} differs from FROZEN.sha256: the set is frozen")
+            digest, _, listed = line.partition("  ")
+            if hashlib.sha256((folder / listed).read_bytes()).hexdigest() != digest:
+                raise SystemExit(f"bench/fr-intents/{listed} differs from FROZEN.sha256: the set is frozen")
         with (folder / "test.csv").open(encoding="utf-8", newline="") as file:
             test = [(row["text"], row["intent"]) for row in csv.DictReader(file)]
         return load_rasa_yaml(folder / "train.yml"), [], test
